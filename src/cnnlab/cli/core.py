@@ -1,0 +1,145 @@
+"""Commands for the course's core workflow: summary, train, evaluate, reproduce."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from cnnlab.errors import CnnlabError
+
+MODEL_HELP = ("a registry model (mlp, cnn, cnn2, cnn-dropout, cnn-deep, cifar-cnn), a JSON spec file, or a "
+              "one-line spec such as 'conv(32,3)-maxpool(2)-relu-flatten-dense(128,relu)-dense(10,softmax)'")
+
+
+@click.command(help="Layers, output shapes and parameter counts of MODEL, as Keras's model.summary() prints "
+               f"them, plus multiply-adds per sample. MODEL is {MODEL_HELP}.")
+@click.argument("model")
+@click.option("--input-shape", metavar="H,W,C", help="Input shape, e.g. 28,28,1 (default: the model's own).")
+@click.option("--json", "as_json", is_flag=True, help="Print the rows and totals as JSON.")
+def summary(model: str, input_shape: str | None, as_json: bool) -> None:
+    from cnnlab.models import parse_input_shape, parse_model
+    from cnnlab.summary import format_summary, summarize
+
+    counted = summarize(parse_model(model, parse_input_shape(input_shape)))
+    click.echo(json.dumps(counted.to_dict(), indent=2) if as_json else format_summary(counted))
+
+
+def _model_names() -> str:
+    from cnnlab.models import MODEL_CARDS  # the registry is the one list of names
+
+    return ", ".join(MODEL_CARDS)
+
+
+@click.command()
+@click.option("--model", default="cnn", show_default=True, help="The model: " + MODEL_HELP + ".")
+@click.option("--dataset", default="mnist", show_default=True,
+              help="mnist (ships with cnnlab), fashion-mnist, cifar10, or folder:PATH (one sub-folder per class).")
+@click.option("--data-dir", type=click.Path(file_okay=False), help="Read the dataset's files from this folder.")
+@click.option("--image-size", type=click.IntRange(min=4), default=28, show_default=True,
+              help="folder: datasets: resize images to this many pixels a side.")
+@click.option("--channels", type=click.Choice(["1", "3"]), default="1", show_default=True,
+              help="folder: datasets: 1 gray, 3 RGB.")
+@click.option("--epochs", type=int, default=2, show_default=True)
+@click.option("--batch-size", type=int, default=128, show_default=True)
+@click.option("--optimizer", type=click.Choice(["rmsprop", "adam", "adamw", "sgd"]), default="rmsprop",
+              show_default=True, help="With Keras's defaults (RMSprop: lr 0.001, rho 0.9, epsilon 1e-7).")
+@click.option("--lr", type=float, help="Learning rate (default: the optimizer's Keras default).")
+@click.option("--validation-split", type=float, default=0.3, show_default=True,
+              help="Keras's rule: the LAST fraction of the training set, taken before shuffling, validates.")
+@click.option("--schedule", type=click.Choice(["constant", "onecycle"]), default="constant", show_default=True)
+@click.option("--limit", type=int, help="Train on the first N training images only (quick experiments).")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="One seed for Python, NumPy, torch and the shuffling: same seed, same history.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--name", help="Run folder name under --runs-dir (default: MODEL-DATASET-TIME).")
+@click.option("--runs-dir", default="runs", show_default=True, type=click.Path(file_okay=False))
+@click.option("--resume", type=click.Path(file_okay=False), metavar="RUN",
+              help="Carry on an interrupted run from its last checkpoint (with --epochs: train longer).")
+@click.option("--quiet", is_flag=True, help="Print only the last line.")
+def train(**options) -> None:
+    """Train a model and save the run: config, history, curves, model and test metrics.
+
+    With no options: the course's first CNN on MNIST, 2 epochs, batch 128, RMSprop,
+    validation split 0.3. The last line printed is the test accuracy.
+    """
+    from cnnlab.train import TrainConfig, TrainingInterrupted, train as run_training
+
+    resume, quiet = options.pop("resume"), options.pop("quiet")
+    options["channels"] = int(options["channels"])
+    config = TrainConfig(**options)
+    try:
+        result = run_training(config, resume=resume, verbose=not quiet)
+    except TrainingInterrupted as stop:
+        where = f"; resume with: cnnlab train --resume {stop.run}" if stop.run else ""
+        click.echo(f"cnnlab: interrupted at epoch {stop.epoch + 1}, step {stop.step}: checkpoint saved{where}",
+                   err=True)
+        raise SystemExit(130) from None
+    if not quiet:
+        click.echo(f"run: {result.run}")
+    click.echo(f"test accuracy: {result.test['accuracy']:.4f}")
+
+
+@click.command()
+@click.argument("run", type=click.Path(file_okay=False))
+@click.option("--dataset", help="Evaluate on this dataset's test set (default: the one the run trained on).")
+@click.option("--data-dir", type=click.Path(file_okay=False))
+def evaluate(run: str, dataset: str | None, data_dir: str | None) -> None:
+    """Test loss, accuracy and per-class accuracy of a trained RUN."""
+    from cnnlab.data import load_dataset
+    from cnnlab.evaluate import evaluate as measure
+    from cnnlab.modelio import load
+
+    model = load(run)
+    config = _run_config(Path(run))
+    data = load_dataset(dataset or config.get("dataset", "mnist"), data_dir=data_dir or config.get("data_dir"),
+                        image_size=config.get("image_size", 28), channels=config.get("channels", 1))
+    if tuple(data.x_test.shape[1:]) != tuple(model.input_shape):
+        raise CnnlabError(f"{run}: the model takes {tuple(model.input_shape)} images, {data.name} has "
+                          f"{tuple(data.x_test.shape[1:])}")
+    metrics = measure(model, data.x_test, data.y_test)
+    click.echo(f"test loss: {metrics['loss']:.4f}")
+    click.echo(f"test accuracy: {metrics['accuracy']:.4f}")
+    click.echo("per-class accuracy:")
+    width = max(len(name) for name in model.class_names)
+    for name, value in zip(model.class_names, metrics["per_class_accuracy"]):
+        click.echo(f"  {name.ljust(width)}  {value:.4f}")
+
+
+def _run_config(run: Path) -> dict:
+    try:
+        return json.loads((run / "config.json").read_text())
+    except FileNotFoundError:
+        return {}
+    except json.JSONDecodeError:
+        raise CnnlabError(f"{run / 'config.json'}: not valid JSON; the run folder is damaged") from None
+
+
+@click.command()
+@click.option("--models", default="mlp,cnn,cnn2,cnn-dropout,cnn-deep", show_default=True,
+              help="Comma-separated registry models to run.")
+@click.option("--epochs", type=click.IntRange(min=1), help="Override the course's epochs (default: the course's).")
+@click.option("--limit", type=click.IntRange(min=2), help="Train on the first N images only (a quick look).")
+@click.option("--out-dir", type=click.Path(file_okay=False), help="Where runs and the table go "
+              "(default: runs/reproduce-TIME).")
+@click.option("--quiet", is_flag=True, help="Print only the table.")
+def reproduce(models: str, epochs: int | None, limit: int | None, out_dir: str | None, quiet: bool) -> None:
+    """Run the course's experiments and print them beside the accuracies the course reports.
+
+    Writes the table as reproduce.md and reproduce.json next to the runs.
+    """
+    from cnnlab.models import MODEL_CARDS
+    from cnnlab.reproduce import format_table, reproduce as run_experiments
+
+    chosen = [name.strip() for name in models.split(",") if name.strip()]
+    unknown = [name for name in chosen if name not in MODEL_CARDS]
+    if unknown or not chosen:
+        raise click.BadParameter(f"unknown model(s) {', '.join(unknown) or '(none given)'}; choose from "
+                                 f"{_model_names()}", param_hint="--models")
+    rows, out = run_experiments(chosen, out_dir=out_dir, epochs=epochs, limit=limit, verbose=not quiet)
+    click.echo(format_table(rows))
+    click.echo(f"wrote {out / 'reproduce.md'} and {out / 'reproduce.json'}")
+
+
+COMMANDS = [summary, train, evaluate, reproduce]

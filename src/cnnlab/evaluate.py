@@ -1,0 +1,36 @@
+"""Test metrics: loss, accuracy and per-class accuracy, computed in large batches under inference mode."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from cnnlab.models import as_model_input
+
+EVAL_BATCH = 2048  # samples per forward pass: large batches, no gradients, few Python steps
+
+
+@torch.inference_mode()
+def predict_logits(model, images: torch.Tensor, batch_size: int = EVAL_BATCH) -> torch.Tensor:
+    """Logits (N, classes) for uint8 images (N, H, W, C), on the images' device."""
+    model.eval()
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=images.device.type == "cuda")
+    with autocast:
+        parts = [model(as_model_input(images[i:i + batch_size])).float() for i in range(0, len(images), batch_size)]
+    return torch.cat(parts)
+
+
+def evaluate(model, images, labels, with_per_class: bool = True, batch_size: int = EVAL_BATCH) -> dict:
+    """``{"loss", "accuracy", "per_class_accuracy"}`` as Keras's ``evaluate`` reports them (loss: mean cross-entropy)."""
+    images, labels = torch.as_tensor(images), torch.as_tensor(labels).to(torch.int64)
+    labels = labels.to(images.device)
+    logits = predict_logits(model, images, batch_size)
+    predicted = logits.argmax(1)
+    metrics = {"loss": F.cross_entropy(logits, labels).item(),
+               "accuracy": (predicted == labels).float().mean().item()}
+    if with_per_class:
+        classes = logits.shape[1]
+        totals = torch.bincount(labels, minlength=classes).clamp(min=1)
+        hits = torch.bincount(labels[predicted == labels], minlength=classes)
+        metrics["per_class_accuracy"] = (hits / totals).tolist()
+    return metrics

@@ -1,0 +1,339 @@
+"""Training: ``fit`` is the plain loop; ``train`` is a whole run, from data to the run folder.
+
+The loop keeps the data set as one uint8 tensor in memory and takes batches by index (no
+per-sample DataLoader); images become float (B, C, H, W) channels_last batches on the fly. It
+follows Keras's ``model.fit``: the validation split is the last fraction of the training set,
+taken before shuffling; the training set is reshuffled every epoch; the reported loss and accuracy
+are means over the epoch's samples; optimizers use Keras's default hyper-parameters.
+
+Every epoch ends with an atomic checkpoint. SIGINT/SIGTERM finish the current step, save, and raise
+``TrainingInterrupted``; ``train(config, resume=RUN)`` carries on from that point and ends with the
+same weights as an uninterrupted run, because every source of randomness is either saved or derived
+from (seed, epoch).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import random
+import signal
+import time
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cnnlab.checkpoint import Progress, load_checkpoint, save_checkpoint
+from cnnlab.errors import CnnlabError
+from cnnlab.evaluate import evaluate
+from cnnlab.models import as_model_input
+from cnnlab.modelio import save, write_atomic, write_json
+
+# name -> (torch optimizer, Keras's default learning rate, Keras's other defaults in torch's terms)
+OPTIMIZERS = {
+    "rmsprop": ("RMSprop", 1e-3, {"alpha": 0.9, "eps": 1e-7}),  # Keras rho 0.9, epsilon 1e-7
+    "adam": ("Adam", 1e-3, {"betas": (0.9, 0.999), "eps": 1e-7}),
+    "adamw": ("AdamW", 1e-3, {"betas": (0.9, 0.999), "eps": 1e-7, "weight_decay": 0.004}),
+    "sgd": ("SGD", 1e-2, {"momentum": 0.0}),
+}
+SCHEDULES = ("constant", "onecycle")
+
+
+class TrainingInterrupted(Exception):
+    """Raised after a signal: the step in flight finished and a checkpoint was saved."""
+
+    def __init__(self, run: Path | None, epoch: int, step: int):
+        super().__init__(f"interrupted at epoch {epoch + 1}, step {step}")
+        self.run, self.epoch, self.step = run, epoch, step
+
+
+@dataclass
+class TrainConfig:
+    model: str = "cnn"
+    dataset: str = "mnist"
+    data_dir: str | None = None
+    image_size: int = 28  # folder datasets are resized to this
+    channels: int = 1  # folder datasets: 1 gray, 3 RGB
+    epochs: int = 2
+    batch_size: int = 128
+    optimizer: str = "rmsprop"
+    lr: float | None = None  # None: the optimizer's Keras default
+    momentum: float | None = None  # sgd only
+    weight_decay: float | None = None
+    validation_split: float = 0.3
+    limit: int | None = None  # use only the first N training images (quick experiments, tests)
+    validate_on_test: bool = False  # the course's CIFAR exercise validates on the test set
+    schedule: str = "constant"
+    label_smoothing: float = 0.0
+    seed: int = 0
+    device: str = "auto"
+    name: str | None = None
+    runs_dir: str = "runs"
+
+    def check(self) -> None:
+        """Reject out-of-range values with the option's name, before anything is loaded or written."""
+        problems = [
+            (self.epochs < 1, f"--epochs must be at least 1. Received: {self.epochs}"),
+            (self.limit is not None and self.limit < 2, f"--limit must be at least 2. Received: {self.limit}"),
+            (self.batch_size < 1, f"--batch-size must be at least 1. Received: {self.batch_size}"),
+            (not 0 <= self.validation_split < 1, f"--validation-split must be in [0, 1). Received: {self.validation_split}"),
+            (self.optimizer not in OPTIMIZERS, f"--optimizer must be one of {', '.join(OPTIMIZERS)}. Received: {self.optimizer!r}"),
+            (self.lr is not None and not self.lr > 0, f"--lr must be positive. Received: {self.lr}"),
+            (self.schedule not in SCHEDULES, f"--schedule must be one of {', '.join(SCHEDULES)}. Received: {self.schedule!r}"),
+            (not 0 <= self.label_smoothing < 1, f"--label-smoothing must be in [0, 1). Received: {self.label_smoothing}"),
+            (self.device not in ("auto", "cpu", "cuda"), f"--device must be auto, cpu or cuda. Received: {self.device!r}"),
+        ]
+        for failed, message in problems:
+            if failed:
+                raise CnnlabError(message)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise CnnlabError("--device cuda: no CUDA GPU is visible to PyTorch; use --device cpu or auto")
+    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else ("cpu" if name == "auto" else name))
+
+
+def seed_everything(seed: int) -> None:
+    """One seed for Python, NumPy and torch (weights, dropout); shuffling derives from it per epoch."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def make_optimizer(model, config: TrainConfig):
+    class_name, default_lr, defaults = OPTIMIZERS[config.optimizer]
+    options = dict(defaults)
+    if config.momentum is not None and config.optimizer == "sgd":
+        options["momentum"] = config.momentum
+    if config.weight_decay is not None:
+        options["weight_decay"] = config.weight_decay
+    optimizer_class = getattr(torch.optim, class_name)
+    return optimizer_class(model.parameters(), lr=config.lr or default_lr, foreach=True, **options)
+
+
+def learning_rate(config: TrainConfig, base: float, step: int, total_steps: int) -> float:
+    """'constant', or 'onecycle': linear warm-up to ``base`` over the first 25% of steps, then linear decay to 0."""
+    if config.schedule == "constant":
+        return base
+    peak = max(1, int(0.25 * total_steps))
+    return base * (step + 1) / peak if step < peak else base * max(0.0, (total_steps - step) / (total_steps - peak))
+
+
+def split_validation(images, labels, fraction: float):
+    """Keras's rule: the last ``fraction`` of the arrays, before any shuffling."""
+    split_at = int(math.floor(len(images) * (1.0 - fraction)))
+    if fraction and (split_at < 1 or split_at == len(images)):
+        raise CnnlabError(f"--validation-split {fraction}: leaves no training or no validation samples")
+    return (images[:split_at], labels[:split_at]), (images[split_at:], labels[split_at:]) if fraction else None
+
+
+def _epoch_order(seed: int, epoch: int, count: int) -> torch.Tensor:
+    """The epoch's shuffle, derived from (seed, epoch) so a resumed run draws the same one."""
+    return torch.randperm(count, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+
+
+def _epoch_line(epochs: int, row: dict) -> str:
+    parts = [f"epoch {row['epoch']}/{epochs}", f"loss {row['loss']:.4f}", f"accuracy {row['accuracy']:.4f}"]
+    if "val_loss" in row:
+        parts += [f"val_loss {row['val_loss']:.4f}", f"val_accuracy {row['val_accuracy']:.4f}"]
+    return "  ".join(parts + [f"{row['seconds']:.1f}s"])
+
+
+class _StopFlag:
+    """Turns SIGINT/SIGTERM into a flag the loop reads between steps."""
+
+    def __init__(self):
+        self.raised = False
+        self.previous = {}
+
+    def __enter__(self):
+        for number in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self.previous[number] = signal.signal(number, self._set)
+            except ValueError:  # not the main thread: no handlers, training still works
+                pass
+        return self
+
+    def _set(self, number, frame):
+        self.raised = True
+
+    def __exit__(self, *exc):
+        for number, handler in self.previous.items():
+            signal.signal(number, handler)
+
+
+def fit(model, train_data, validation=None, config: TrainConfig | None = None, *, run: Path | None = None,
+        progress: Progress | None = None, optimizer=None, stop=None, device=None, verbose: bool = True) -> list[dict]:
+    """Train ``model`` in place on ``train_data`` = (uint8 images (N, H, W, C), int64 labels (N,)).
+
+    Returns the history: one dict per epoch with loss, accuracy, val_loss, val_accuracy, seconds.
+    With ``run``, a checkpoint is written there after every epoch and when ``stop.raised`` is set.
+    """
+    from tqdm import tqdm
+
+    config = config or TrainConfig()
+    device = device or resolve_device(config.device)
+    images, labels = (torch.as_tensor(t).to(device) for t in train_data)
+    if validation is not None:
+        validation = tuple(torch.as_tensor(t).to(device) for t in validation)
+    model.to(device=device, memory_format=torch.channels_last)
+    optimizer = optimizer or make_optimizer(model, config)
+    progress = progress or Progress()
+    count, batch = len(images), config.batch_size
+    steps_per_epoch = math.ceil(count / batch)
+    base_lr = config.lr or OPTIMIZERS[config.optimizer][1]
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+    live = verbose and os.isatty(2)
+    for epoch in range(progress.epoch, config.epochs):
+        model.train()
+        order = _epoch_order(config.seed, epoch, count).to(device)
+        started = time.perf_counter() - progress.seconds
+        loss_sum = torch.tensor(progress.loss_sum, dtype=torch.float64, device=device)
+        correct = torch.tensor(progress.correct, device=device)
+        bar = tqdm(total=steps_per_epoch, initial=progress.step, desc=f"epoch {epoch + 1}/{config.epochs}",
+                   disable=not live, leave=False, unit="step", dynamic_ncols=True)
+        for step in range(progress.step, steps_per_epoch):
+            index = order[step * batch:(step + 1) * batch]
+            inputs, targets = as_model_input(images[index]), labels[index]  # (B, C, H, W), (B,)
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(config, base_lr, progress.global_step, steps_per_epoch * config.epochs)
+            with autocast:
+                logits = model(inputs)
+                loss = F.cross_entropy(logits.float(), targets, label_smoothing=config.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.detach() * len(index)
+            correct += (logits.argmax(1) == targets).sum()
+            progress.step, progress.global_step, progress.seen = step + 1, progress.global_step + 1, progress.seen + len(index)
+            if device.type == "cpu" or step % 50 == 0:  # a host sync is free on the CPU, costly on a GPU
+                if not math.isfinite(loss.item()):
+                    raise CnnlabError(f"the loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; "
+                                      "training stopped and the last good checkpoint is kept. Try a lower --lr")
+                if live and step % 10 == 0:
+                    bar.set_postfix(loss=f"{loss_sum.item() / progress.seen:.4f}", refresh=False)
+            bar.update(1)
+            if stop is not None and stop.raised and step + 1 < steps_per_epoch:
+                progress.loss_sum, progress.correct = loss_sum.item(), int(correct)
+                progress.seconds = time.perf_counter() - started
+                if run is not None:
+                    save_checkpoint(run, model, optimizer, progress, {})
+                bar.close()
+                raise TrainingInterrupted(run, epoch, step + 1)
+        bar.close()
+        if not math.isfinite(loss_sum.item()):
+            raise CnnlabError(f"the loss became {loss_sum.item()} in epoch {epoch + 1}; training stopped and the "
+                              "last good checkpoint is kept. Try a lower --lr")
+        row = {"epoch": epoch + 1, "loss": loss_sum.item() / progress.seen, "accuracy": int(correct) / progress.seen}
+        if validation is not None:
+            metrics = evaluate(model, *validation, with_per_class=False)
+            row.update(val_loss=metrics["loss"], val_accuracy=metrics["accuracy"])
+        row["seconds"] = round(time.perf_counter() - started, 3)
+        progress.history.append(row)
+        progress.epoch, progress.step, progress.loss_sum, progress.correct, progress.seen, progress.seconds = (
+            epoch + 1, 0, 0.0, 0, 0, 0.0)
+        if verbose:
+            print(_epoch_line(config.epochs, row), flush=True)
+        if run is not None:
+            save_checkpoint(run, model, optimizer, progress, {})
+            write_history(run, progress.history)
+        if stop is not None and stop.raised and epoch + 1 < config.epochs:
+            raise TrainingInterrupted(run, epoch + 1, 0)
+    return progress.history
+
+
+def write_history(run: Path, history: list[dict]) -> None:
+    write_json(run / "history.json", history)
+    columns = list(dict.fromkeys(key for row in history for key in row))
+    table = io.StringIO()
+    writer = csv.DictWriter(table, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(history)
+    write_atomic(run / "history.csv", table.getvalue())
+
+
+@dataclass
+class RunResult:
+    run: Path
+    history: list[dict]
+    test: dict  # loss, accuracy, per_class_accuracy
+
+
+def _new_run_folder(config: TrainConfig) -> Path:
+    name = config.name or f"{config.model if '(' not in config.model else 'custom'}-{config.dataset.replace(':', '-').replace('/', '-')}-{datetime.now():%Y%m%d-%H%M%S}"
+    run = Path(config.runs_dir) / name
+    try:
+        run.parent.mkdir(parents=True, exist_ok=True)
+        run.mkdir()
+    except FileExistsError:
+        raise CnnlabError(f"{run}: this run folder already exists; choose another --name, or --resume {run}") from None
+    except OSError as problem:
+        raise CnnlabError(f"{run}: cannot create the run folder ({problem.strerror})") from None
+    return run
+
+
+def _prepare(config: TrainConfig):
+    """Load the data and build the model, checking that they fit each other."""
+    from cnnlab.data import load_dataset
+    from cnnlab.models import parse_model
+
+    dataset = load_dataset(config.dataset, data_dir=config.data_dir, image_size=config.image_size,
+                           channels=config.channels)
+    image_shape = tuple(dataset.x_train.shape[1:])
+    model = parse_model(config.model, input_shape=image_shape)
+    classes = len(dataset.class_names)
+    if model.output_shape != (classes,):
+        raise CnnlabError(f"--model {config.model}: its output {model.output_shape} does not match the "
+                          f"{classes} classes of {config.dataset}; end the model with dense({classes},softmax)")
+    return dataset, model
+
+
+def train(config: TrainConfig, resume: str | Path | None = None, verbose: bool = True) -> RunResult:
+    """A whole run: data, model, fit with checkpoints, test metrics, and the run folder."""
+    from cnnlab.plots import history_figure
+
+    if resume is not None:
+        run = Path(resume)
+        try:
+            saved = json.loads((run / "config.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            raise CnnlabError(f"--resume {run}: no readable config.json; give a run folder made by cnnlab train") from None
+        known = {f.name for f in fields(TrainConfig)}
+        config = TrainConfig(**{**{k: v for k, v in saved.items() if k in known}, "epochs": max(config.epochs, saved["epochs"])})
+    config.check()
+    torch.set_num_threads(os.cpu_count() or 1)
+    seed_everything(config.seed)
+    dataset, model = _prepare(config)
+    device = resolve_device(config.device)
+    model.to(device=device, memory_format=torch.channels_last)
+    optimizer = make_optimizer(model, config)
+    if resume is not None:
+        progress = load_checkpoint(run, model, optimizer, {})
+    else:
+        run, progress = _new_run_folder(config), Progress()
+    write_json(run / "config.json", {**asdict(config), "run": str(run), "data_source": dataset.source,
+                                     "torch": torch.__version__, "device": str(device), "threads": torch.get_num_threads()})
+    train_data = (dataset.x_train[:config.limit], dataset.y_train[:config.limit])
+    if config.validate_on_test:
+        validation = (dataset.x_test, dataset.y_test)
+    else:
+        train_data, validation = split_validation(*train_data, config.validation_split)
+    with _StopFlag() as stop:
+        history = fit(model, train_data, validation, config, run=run, progress=progress, optimizer=optimizer,
+                      stop=stop, device=device, verbose=verbose)
+    test = evaluate(model, torch.as_tensor(dataset.x_test).to(device), torch.as_tensor(dataset.y_test).to(device))
+    model.to("cpu")
+    save(model, run, class_names=dataset.class_names, dataset=config.dataset)
+    write_json(run / "metrics.json", {"test_loss": test["loss"], "test_accuracy": test["accuracy"],
+                                      "per_class_accuracy": dict(zip(dataset.class_names, test["per_class_accuracy"]))})
+    history_figure(history, out=run / "curves.png", title=f"{model.name} on {config.dataset}")
+    return RunResult(run, history, test)
+
