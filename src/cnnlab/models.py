@@ -225,7 +225,7 @@ MODEL_CARDS = {card.name: card for card in [
               "the course's first CNN", course_accuracy=0.9752),
     ModelCard("cnn2", f"{_MNIST}-conv(32,3,relu)-maxpool(2)-conv(64,3,relu)-maxpool(2)-flatten-dense(128,relu)"
               "-dense(10,softmax)", "two conv layers: fewer parameters, better (exercise 1)", course_accuracy=0.9824),
-    ModelCard("cnn-dropout", f"{_MNIST}-conv(32,3,relu)-maxpool(2)-flatten-dropout(0.4)-dense(128,relu)"
+    ModelCard("cnn-dropout", f"{_MNIST}-conv(32,3)-maxpool(2)-relu-flatten-dropout(0.4)-dense(128,relu)"
               "-dropout(0.4)-dense(10,softmax)", "the first CNN with dropout 0.4 before each Dense",
               course_accuracy=0.98),
     ModelCard("cnn-deep", f"{_MNIST}-conv(32,3,relu)-conv(32,3,relu)-maxpool(2)-conv(64,3,relu)-conv(64,3,relu)"

@@ -10,6 +10,9 @@ Every epoch ends with an atomic checkpoint. SIGINT/SIGTERM finish the current st
 ``TrainingInterrupted``; ``train(config, resume=RUN)`` carries on from that point and ends with the
 same weights as an uninterrupted run, because every source of randomness is either saved or derived
 from (seed, epoch).
+
+Under torchrun the same loop runs in every process: each takes its share of every batch, DDP averages
+the gradients, and process 0 alone prints and writes the run folder (see ``cnnlab.distributed``).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import math
 import os
 import random
 import signal
+import sys
 import time
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime
@@ -30,7 +34,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cnnlab.checkpoint import Progress, load_checkpoint, save_checkpoint
+from cnnlab import distributed
+from cnnlab.checkpoint import FILE as CHECKPOINT, Progress, load_checkpoint, save_checkpoint
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluate import evaluate
 from cnnlab.models import as_model_input
@@ -176,6 +181,7 @@ def fit(model, train_data, validation=None, config: TrainConfig | None = None, *
 
     Returns the history: one dict per epoch with loss, accuracy, val_loss, val_accuracy, seconds.
     With ``run``, a checkpoint is written there after every epoch and when ``stop.raised`` is set.
+    ``config.batch_size`` is the global batch: under torchrun each process takes every world-th sample.
     """
     from tqdm import tqdm
 
@@ -186,8 +192,13 @@ def fit(model, train_data, validation=None, config: TrainConfig | None = None, *
         validation = tuple(torch.as_tensor(t).to(device) for t in validation)
     model.to(device=device, memory_format=torch.channels_last)
     optimizer = optimizer or make_optimizer(model, config)
+    net = distributed.wrap(model, device)  # what the steps call: under torchrun, DDP averages gradients over processes
+    world, verbose = distributed.world(), verbose and distributed.is_main()
     progress = progress or Progress()
     count, batch = len(images), config.batch_size
+    if batch < world.size:
+        raise CnnlabError(f"--batch-size {batch}: the global batch is shared by {world.size} processes; give at "
+                          f"least {world.size}")
     steps_per_epoch = math.ceil(count / batch)
     base_lr = config.lr or OPTIMIZERS[config.optimizer][1]
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
@@ -196,44 +207,51 @@ def fit(model, train_data, validation=None, config: TrainConfig | None = None, *
         model.train()
         order = _epoch_order(config.seed, epoch, count).to(device)
         started = time.perf_counter() - progress.seconds
+        if world.rank:  # a checkpoint's partial sums cover every process: process 0 carries them on, once
+            progress.loss_sum, progress.correct, progress.seen = 0.0, 0, 0
         loss_sum = torch.tensor(progress.loss_sum, dtype=torch.float64, device=device)
         correct = torch.tensor(progress.correct, device=device)
         bar = tqdm(total=steps_per_epoch, initial=progress.step, desc=f"epoch {epoch + 1}/{config.epochs}",
                    disable=not live, leave=False, unit="step", dynamic_ncols=True)
         for step in range(progress.step, steps_per_epoch):
-            index = order[step * batch:(step + 1) * batch]
+            batch_index = order[step * batch:(step + 1) * batch]
+            index = batch_index[world.rank::world.size]  # this process's share of the batch
             inputs, targets = as_model_input(images[index]), labels[index]  # (B, C, H, W), (B,)
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(config, base_lr, progress.global_step, steps_per_epoch * config.epochs)
             with autocast:
-                logits = model(inputs)
-                loss = F.cross_entropy(logits.float(), targets, label_smoothing=config.label_smoothing)
+                logits = net(inputs)
+                losses = F.cross_entropy(logits.float(), targets, reduction="none", label_smoothing=config.label_smoothing)
+                # this process's part of the batch's mean loss; DDP divides the summed gradients by the processes
+                loss = losses.sum() * (world.size / len(batch_index))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            loss_sum += loss.detach() * len(index)
+            loss_sum += losses.detach().sum()
             correct += (logits.argmax(1) == targets).sum()
             progress.step, progress.global_step, progress.seen = step + 1, progress.global_step + 1, progress.seen + len(index)
-            if device.type == "cpu" or step % 50 == 0:  # a host sync is free on the CPU, costly on a GPU
-                if not math.isfinite(loss.item()):
-                    raise CnnlabError(f"the loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; "
-                                      "training stopped and the last good checkpoint is kept. Try a lower --lr")
-                if live and step % 10 == 0:
-                    bar.set_postfix(loss=f"{loss_sum.item() / progress.seen:.4f}", refresh=False)
+            checked = device.type == "cpu" or step % 50 == 0  # a host sync is free on the CPU, costly on a GPU
+            # every process takes the same decisions, at the same step (a no-op in a single process)
+            diverged, stopping = distributed.any_rank(checked and not math.isfinite(loss.item()),
+                                                      stop is not None and stop.raised)
+            if diverged:
+                raise _diverged(f"epoch {epoch + 1}, step {step + 1}", run)
+            if live and checked and step % 10 == 0:
+                bar.set_postfix(loss=f"{loss_sum.item() / progress.seen:.4f}", refresh=False)
             bar.update(1)
-            if stop is not None and stop.raised and step + 1 < steps_per_epoch:
-                progress.loss_sum, progress.correct = loss_sum.item(), int(correct)
+            if stopping and step + 1 < steps_per_epoch:
+                progress.loss_sum, progress.correct, progress.seen = _over_processes(loss_sum, correct, progress.seen)
                 progress.seconds = time.perf_counter() - started
                 if run is not None:
-                    save_checkpoint(run, model, optimizer, progress, {})
+                    save_checkpoint(run, model, optimizer, progress)
                 bar.close()
                 raise TrainingInterrupted(run, epoch, step + 1)
         bar.close()
-        if not math.isfinite(loss_sum.item()):
-            raise CnnlabError(f"the loss became {loss_sum.item()} in epoch {epoch + 1}; training stopped and the "
-                              "last good checkpoint is kept. Try a lower --lr")
-        row = {"epoch": epoch + 1, "loss": loss_sum.item() / progress.seen, "accuracy": int(correct) / progress.seen}
-        if validation is not None:
+        progress.loss_sum, progress.correct, progress.seen = _over_processes(loss_sum, correct, progress.seen)
+        if not math.isfinite(progress.loss_sum):
+            raise _diverged(f"epoch {epoch + 1}", run)
+        row = {"epoch": epoch + 1, "loss": progress.loss_sum / progress.seen, "accuracy": progress.correct / progress.seen}
+        if validation is not None:  # every process validates on all of it: same weights, same numbers, no messages
             metrics = evaluate(model, *validation, with_per_class=False)
             row.update(val_loss=metrics["loss"], val_accuracy=metrics["accuracy"])
         row["seconds"] = round(time.perf_counter() - started, 3)
@@ -243,11 +261,23 @@ def fit(model, train_data, validation=None, config: TrainConfig | None = None, *
         if verbose:
             print(_epoch_line(config.epochs, row), flush=True)
         if run is not None:
-            save_checkpoint(run, model, optimizer, progress, {})
-            write_history(run, progress.history)
-        if stop is not None and stop.raised and epoch + 1 < config.epochs:
+            save_checkpoint(run, model, optimizer, progress)
+            if distributed.is_main():
+                write_history(run, progress.history)
+        if distributed.any_rank(stop is not None and stop.raised)[0] and epoch + 1 < config.epochs:
             raise TrainingInterrupted(run, epoch + 1, 0)
     return progress.history
+
+
+def _over_processes(loss_sum: torch.Tensor, correct: torch.Tensor, seen: int) -> tuple[float, int, int]:
+    """The epoch's running sums, added up over all processes (as they are in a single process)."""
+    loss_total, correct_total, seen_total = distributed.sum_over_ranks([loss_sum.item(), float(correct), float(seen)])
+    return loss_total, int(correct_total), int(seen_total)
+
+
+def _diverged(where: str, run: Path | None) -> CnnlabError:
+    kept = f"; {run / CHECKPOINT} keeps the last good state" if run is not None and (run / CHECKPOINT).exists() else ""
+    return CnnlabError(f"the loss became NaN or infinite at {where}: training stopped{kept}. Try a lower --lr")
 
 
 def write_history(run: Path, history: list[dict]) -> None:
@@ -265,6 +295,7 @@ class RunResult:
     run: Path
     history: list[dict]
     test: dict  # loss, accuracy, per_class_accuracy
+    model: torch.nn.Module  # the trained model, on the CPU
 
 
 def _new_run_folder(config: TrainConfig) -> Path:
@@ -280,13 +311,15 @@ def _new_run_folder(config: TrainConfig) -> Path:
     return run
 
 
-def _prepare(config: TrainConfig):
+def _prepare(config: TrainConfig, verbose: bool):
     """Load the data and build the model, checking that they fit each other."""
     from cnnlab.data import load_dataset
     from cnnlab.models import parse_model
 
     dataset = load_dataset(config.dataset, data_dir=config.data_dir, image_size=config.image_size,
                            channels=config.channels)
+    if dataset.skipped and verbose:
+        print(f"cnnlab: {dataset.skipped_message()}", file=sys.stderr)
     image_shape = tuple(dataset.x_train.shape[1:])
     model = parse_model(config.model, input_shape=image_shape)
     classes = len(dataset.class_names)
@@ -296,44 +329,64 @@ def _prepare(config: TrainConfig):
     return dataset, model
 
 
+def _resumed_config(run: Path, given: TrainConfig) -> TrainConfig:
+    """The run's own settings (read by process 0); only --epochs (to train longer) and --device are the command's."""
+    def read() -> str:
+        try:
+            return (run / "config.json").read_text()
+        except OSError:
+            raise CnnlabError(f"--resume {run}: no readable config.json; give a run folder made by cnnlab train") from None
+
+    try:
+        saved = json.loads(distributed.from_main(read))
+    except json.JSONDecodeError:
+        saved = None
+    if not isinstance(saved, dict) or not isinstance(saved.get("epochs"), int):
+        raise CnnlabError(f"{run / 'config.json'}: damaged (not the settings of a cnnlab run); start a new run")
+    known = {f.name for f in fields(TrainConfig)}
+    return TrainConfig(**{**{k: v for k, v in saved.items() if k in known},
+                          "epochs": max(given.epochs, saved["epochs"]), "device": given.device})
+
+
 def train(config: TrainConfig, resume: str | Path | None = None, verbose: bool = True) -> RunResult:
-    """A whole run: data, model, fit with checkpoints, test metrics, and the run folder."""
+    """A whole run: data, model, fit with checkpoints, test metrics, and the run folder.
+
+    Under torchrun every process calls this with the same arguments; process 0 writes the run folder.
+    """
     from cnnlab.plots import history_figure
 
-    if resume is not None:
-        run = Path(resume)
-        try:
-            saved = json.loads((run / "config.json").read_text())
-        except (OSError, json.JSONDecodeError):
-            raise CnnlabError(f"--resume {run}: no readable config.json; give a run folder made by cnnlab train") from None
-        known = {f.name for f in fields(TrainConfig)}
-        config = TrainConfig(**{**{k: v for k, v in saved.items() if k in known}, "epochs": max(config.epochs, saved["epochs"])})
     config.check()
-    torch.set_num_threads(os.cpu_count() or 1)
-    seed_everything(config.seed)
-    dataset, model = _prepare(config)
-    device = resolve_device(config.device)
-    model.to(device=device, memory_format=torch.channels_last)
-    optimizer = make_optimizer(model, config)
-    if resume is not None:
-        progress = load_checkpoint(run, model, optimizer, {})
-    else:
-        run, progress = _new_run_folder(config), Progress()
-    write_json(run / "config.json", {**asdict(config), "run": str(run), "data_source": dataset.source,
-                                     "torch": torch.__version__, "device": str(device), "threads": torch.get_num_threads()})
-    train_data = (dataset.x_train[:config.limit], dataset.y_train[:config.limit])
-    if config.validate_on_test:
-        validation = (dataset.x_test, dataset.y_test)
-    else:
-        train_data, validation = split_validation(*train_data, config.validation_split)
-    with _StopFlag() as stop:
-        history = fit(model, train_data, validation, config, run=run, progress=progress, optimizer=optimizer,
-                      stop=stop, device=device, verbose=verbose)
-    test = evaluate(model, torch.as_tensor(dataset.x_test).to(device), torch.as_tensor(dataset.y_test).to(device))
+    with distributed.process_group(resolve_device(config.device)) as device:
+        if resume is not None:
+            config = _resumed_config(Path(resume), config)
+            config.check()
+        torch.set_num_threads(distributed.threads_per_process())
+        # one seed per process: their dropout masks differ, and DDP gives every process process 0's initial weights
+        seed_everything(config.seed + distributed.world().rank)
+        dataset, model = _prepare(config, verbose)
+        model.to(device=device, memory_format=torch.channels_last)
+        optimizer = make_optimizer(model, config)
+        if resume is not None:
+            run, progress = Path(resume), load_checkpoint(Path(resume), model, optimizer)
+        else:
+            run, progress = Path(distributed.from_main(lambda: str(_new_run_folder(config)))), Progress()
+        if distributed.is_main():
+            write_json(run / "config.json", {**asdict(config), "run": str(run), "data_source": dataset.source,
+                                             "torch": torch.__version__, "device": str(device),
+                                             "threads": torch.get_num_threads(), "processes": distributed.world().size})
+        train_data = (dataset.x_train[:config.limit], dataset.y_train[:config.limit])
+        if config.validate_on_test:
+            validation = (dataset.x_test, dataset.y_test)
+        else:
+            train_data, validation = split_validation(*train_data, config.validation_split)
+        with _StopFlag() as stop:
+            history = fit(model, train_data, validation, config, run=run, progress=progress, optimizer=optimizer,
+                          stop=stop, device=device, verbose=verbose)
+        test = evaluate(model, torch.as_tensor(dataset.x_test).to(device), torch.as_tensor(dataset.y_test).to(device))
     model.to("cpu")
-    save(model, run, class_names=dataset.class_names, dataset=config.dataset)
-    write_json(run / "metrics.json", {"test_loss": test["loss"], "test_accuracy": test["accuracy"],
-                                      "per_class_accuracy": dict(zip(dataset.class_names, test["per_class_accuracy"]))})
-    history_figure(history, out=run / "curves.png", title=f"{model.name} on {config.dataset}")
-    return RunResult(run, history, test)
-
+    if distributed.is_main():
+        save(model, run, class_names=dataset.class_names, dataset=config.dataset)
+        write_json(run / "metrics.json", {"test_loss": test["loss"], "test_accuracy": test["accuracy"],
+                                          "per_class_accuracy": dict(zip(dataset.class_names, test["per_class_accuracy"]))})
+        history_figure(history, out=run / "curves.png", title=f"{model.name} on {config.dataset}")
+    return RunResult(run, history, test, model)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from cnnlab.cli.data import data_dir_option, dataset_options, load_dataset_from_options
 from cnnlab.errors import CnnlabError
 
 MODEL_HELP = ("a registry model (mlp, cnn, cnn2, cnn-dropout, cnn-deep, cifar-cnn), a JSON spec file, or a "
@@ -34,13 +35,7 @@ def _model_names() -> str:
 
 @click.command()
 @click.option("--model", default="cnn", show_default=True, help="The model: " + MODEL_HELP + ".")
-@click.option("--dataset", default="mnist", show_default=True,
-              help="mnist (ships with cnnlab), fashion-mnist, cifar10, or folder:PATH (one sub-folder per class).")
-@click.option("--data-dir", type=click.Path(file_okay=False), help="Read the dataset's files from this folder.")
-@click.option("--image-size", type=click.IntRange(min=4), default=28, show_default=True,
-              help="folder: datasets: resize images to this many pixels a side.")
-@click.option("--channels", type=click.Choice(["1", "3"]), default="1", show_default=True,
-              help="folder: datasets: 1 gray, 3 RGB.")
+@dataset_options
 @click.option("--epochs", type=int, default=2, show_default=True)
 @click.option("--batch-size", type=int, default=128, show_default=True)
 @click.option("--optimizer", type=click.Choice(["rmsprop", "adam", "adamw", "sgd"]), default="rmsprop",
@@ -64,18 +59,21 @@ def train(**options) -> None:
     With no options: the course's first CNN on MNIST, 2 epochs, batch 128, RMSprop,
     validation split 0.3. The last line printed is the test accuracy.
     """
+    from cnnlab.distributed import is_main
     from cnnlab.train import TrainConfig, TrainingInterrupted, train as run_training
 
     resume, quiet = options.pop("resume"), options.pop("quiet")
-    options["channels"] = int(options["channels"])
-    config = TrainConfig(**options)
+    config = TrainConfig(**{**options, "data_dir": options["data_dir"] and str(options["data_dir"])})
     try:
         result = run_training(config, resume=resume, verbose=not quiet)
     except TrainingInterrupted as stop:
         where = f"; resume with: cnnlab train --resume {stop.run}" if stop.run else ""
-        click.echo(f"cnnlab: interrupted at epoch {stop.epoch + 1}, step {stop.step}: checkpoint saved{where}",
-                   err=True)
+        if is_main():
+            click.echo(f"cnnlab: interrupted at epoch {stop.epoch + 1}, step {stop.step}: checkpoint saved{where}",
+                       err=True)
         raise SystemExit(130) from None
+    if not is_main():  # under torchrun, process 0 reports for all
+        return
     if not quiet:
         click.echo(f"run: {result.run}")
     click.echo(f"test accuracy: {result.test['accuracy']:.4f}")
@@ -85,16 +83,21 @@ def train(**options) -> None:
 @click.argument("run", type=click.Path(file_okay=False))
 @click.option("--dataset", help="Evaluate on this dataset's test set (default: the one the run trained on).")
 @click.option("--data-dir", type=click.Path(file_okay=False))
-def evaluate(run: str, dataset: str | None, data_dir: str | None) -> None:
+@click.option("--report", "with_report", is_flag=True, help="Also report the confusion matrix, per-class precision, "
+              "recall and F1, the most-confused pairs and the worst mistakes (text, JSON and PNG files).")
+@click.option("--out", type=click.Path(file_okay=False), help="Folder for --report's files (default: RUN/report).")
+def evaluate(run: str, dataset: str | None, data_dir: str | None, with_report: bool, out: str | None) -> None:
     """Test loss, accuracy and per-class accuracy of a trained RUN."""
+    if out is not None and not with_report:
+        raise click.UsageError("--out is the folder for --report's files; add --report")
     from cnnlab.data import load_dataset
     from cnnlab.evaluate import evaluate as measure
     from cnnlab.modelio import load
 
     model = load(run)
     config = _run_config(Path(run))
-    data = load_dataset(dataset or config.get("dataset", "mnist"), data_dir=data_dir or config.get("data_dir"),
-                        image_size=config.get("image_size", 28), channels=config.get("channels", 1))
+    data = load_dataset_from_options(dataset or config.get("dataset", "mnist"), data_dir or config.get("data_dir"),
+                                     config.get("image_size", 28), config.get("channels", 1))
     if tuple(data.x_test.shape[1:]) != tuple(model.input_shape):
         raise CnnlabError(f"{run}: the model takes {tuple(model.input_shape)} images, {data.name} has "
                           f"{tuple(data.x_test.shape[1:])}")
@@ -105,6 +108,13 @@ def evaluate(run: str, dataset: str | None, data_dir: str | None) -> None:
     width = max(len(name) for name in model.class_names)
     for name, value in zip(model.class_names, metrics["per_class_accuracy"]):
         click.echo(f"  {name.ljust(width)}  {value:.4f}")
+    if with_report:
+        from cnnlab.report import build_report, format_report, write_report
+
+        report = build_report(model, data.x_test, data.y_test, model.class_names)
+        click.echo("\n" + format_report(report))
+        written = write_report(report, data.x_test, out or Path(run) / "report")
+        click.echo("wrote " + ", ".join(str(path) for path in written))
 
 
 def _run_config(run: Path) -> dict:
