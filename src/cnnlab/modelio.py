@@ -18,6 +18,9 @@ FORMAT = "cnnlab.model"
 VERSION = 1
 ARCHITECTURE_FILE = "model.json"
 WEIGHTS_FILE = "model.safetensors"
+# mkstemp makes files only their owner can read; written files get the usual 0666 less the umask instead
+UMASK = os.umask(0o022)
+os.umask(UMASK)
 
 
 def write_atomic(path: str | Path, data: bytes | str) -> None:
@@ -27,6 +30,7 @@ def write_atomic(path: str | Path, data: bytes | str) -> None:
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), 0o666 & ~UMASK)
             handle.write(payload)
             handle.flush()
             os.fsync(handle.fileno())
