@@ -33,3 +33,16 @@ def run_cli(capsys, monkeypatch):
         return CliResult(code, captured.out, captured.err)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory):
+    """A run folder with the course's CNN trained on 6,000 MNIST images for 2 epochs (about 91% test accuracy).
+
+    Trained once per test session and shared: tests that need a real model use it read-only.
+    """
+    from cnnlab.train import TrainConfig, train
+
+    runs = tmp_path_factory.mktemp("runs")
+    config = TrainConfig(limit=6000, epochs=2, validation_split=0.0, runs_dir=str(runs), name="t", device="cpu")
+    return train(config, verbose=False).run

@@ -44,6 +44,10 @@ def _model_names() -> str:
 @click.option("--validation-split", type=float, default=0.3, show_default=True,
               help="Keras's rule: the LAST fraction of the training set, taken before shuffling, validates.")
 @click.option("--schedule", type=click.Choice(["constant", "onecycle"]), default="constant", show_default=True)
+@click.option("--augment", metavar="POLICY", help="Random shifts and flips of the training images: shift:N "
+              "(up to N pixels each way), flip (left-right), or both, e.g. shift:2,flip.")
+@click.option("--recipe", help="Start from a recipe's model and settings (see `cnnlab recipes`); the options "
+              "given here override them.")
 @click.option("--limit", type=int, help="Train on the first N training images only (quick experiments).")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="One seed for Python, NumPy, torch and the shuffling: same seed, same history.")
@@ -59,15 +63,24 @@ def train(**options) -> None:
     With no options: the course's first CNN on MNIST, 2 epochs, batch 128, RMSprop,
     validation split 0.3. The last line printed is the test accuracy.
     """
-    from cnnlab.distributed import is_main
+    from cnnlab.distributed import is_main, launch_command
     from cnnlab.train import TrainConfig, TrainingInterrupted, train as run_training
 
-    resume, quiet = options.pop("resume"), options.pop("quiet")
-    config = TrainConfig(**{**options, "data_dir": options["data_dir"] and str(options["data_dir"])})
+    resume, quiet, recipe = options.pop("resume"), options.pop("quiet"), options.pop("recipe")
+    options["data_dir"] = options["data_dir"] and str(options["data_dir"])
+    if recipe:
+        from click.core import ParameterSource
+        from cnnlab.recipes import recipe_config
+
+        context = click.get_current_context()
+        config = recipe_config(recipe, **{key: value for key, value in options.items()
+                                          if context.get_parameter_source(key) is not ParameterSource.DEFAULT})
+    else:
+        config = TrainConfig(**options)
     try:
         result = run_training(config, resume=resume, verbose=not quiet)
     except TrainingInterrupted as stop:
-        where = f"; resume with: cnnlab train --resume {stop.run}" if stop.run else ""
+        where = f"; resume with: {launch_command()} train --resume {stop.run}" if stop.run else ""
         if is_main():
             click.echo(f"cnnlab: interrupted at epoch {stop.epoch + 1}, step {stop.step}: checkpoint saved{where}",
                        err=True)
