@@ -18,7 +18,7 @@ import cnnlab
 from cnnlab.errors import CnnlabError
 from cnnlab.preprocess import digit_input
 from cnnlab.summary import summarize
-from test_preprocess import draw_digit
+from drawings import draw_digit
 
 pytest.importorskip("fastapi", reason="the web extra is not installed")
 with warnings.catch_warnings():  # newer Starlette prefers httpx2 but works with httpx, which the dev extra installs
@@ -54,6 +54,15 @@ def test_the_page_and_its_files_are_served(client):
     for name in re.findall(r'(?:src|href)="/static/([^"]+)"', page.text):
         assert client.get(f"/static/{name}").status_code == 200
     assert {"app.js", "style.css"} <= set(re.findall(r'/static/([^"]+)"', page.text))
+
+
+def test_the_api_docs_work_offline(client):
+    page = client.get("/docs")
+    assert page.status_code == 200 and "http" not in page.text.replace(client.base_url.host, "")
+    assert 'src="/docs-assets/swagger-ui-bundle.js"' in page.text
+    script = client.get("/docs-assets/swagger-ui-bundle.js")
+    assert script.status_code == 200 and "SwaggerUIBundle" in script.text
+    assert client.get("/openapi.json").json()["paths"].keys() >= {"/api/predict", "/api/model"}
 
 
 def test_the_page_loads_nothing_from_the_internet():

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from cnnlab.errors import CnnlabError
-from cnnlab.layers import ACTIVATIONS, LAYER_ALIASES, LAYER_TYPES, PADDINGS, Activation, Input, Layer
+from cnnlab.layers import ACTIVATIONS, LAYER_ALIASES, LAYER_TYPES, PADDINGS, Input, Layer
 
 
 class SpecError(CnnlabError, ValueError):
@@ -121,8 +121,8 @@ def model_from_spec(spec: dict, input_shape=None) -> Sequential:
     except ValueError as problem:
         raise SpecError(f"model spec: {problem}") from None
     for index, config in enumerate(spec["layers"]):
-        if not isinstance(config, dict) or "type" not in config:
-            raise SpecError(f"model spec: layer {index} must be an object with a \"type\"")
+        if not isinstance(config, dict) or not isinstance(config.get("type"), str):
+            raise SpecError(f"model spec: layer {index} must be an object with a \"type\" such as \"Conv2D\"")
         kind = LAYER_ALIASES.get(config["type"], config["type"])
         if kind not in LAYER_TYPES:
             raise SpecError(
@@ -131,10 +131,11 @@ def model_from_spec(spec: dict, input_shape=None) -> Sequential:
         arguments = {key: value for key, value in config.items() if key != "type"}
         try:
             model.add(LAYER_TYPES[kind](**arguments))
-        except TypeError as problem:
+        except (TypeError, ValueError) as problem:
             raise SpecError(f"model spec: layer {index} ({kind}): {problem}") from None
-        except ValueError as problem:
-            raise SpecError(f"model spec: layer {index} ({kind}): {problem}") from None
+        except (RuntimeError, MemoryError):  # torch cannot allocate the weights (or even count their bytes)
+            raise SpecError(f"model spec: layer {index} ({kind}): its weights are too large for memory; use fewer "
+                            "units or filters, or a smaller kernel") from None
     return model
 
 

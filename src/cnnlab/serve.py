@@ -32,10 +32,12 @@ from cnnlab.errors import CnnlabError
 try:
     from fastapi import FastAPI, HTTPException, Query, Request
     from fastapi.concurrency import run_in_threadpool
+    from fastapi.openapi.docs import get_swagger_ui_html
     from fastapi.responses import FileResponse, JSONResponse
     from fastapi.staticfiles import StaticFiles
     from pydantic import BaseModel, Field, ValidationError
     import python_multipart  # noqa: F401  (Starlette's form parser, for uploads)
+    from swagger_ui_bundle import swagger_ui_path  # the /docs page's scripts, served locally
 except ImportError as missing:
     raise CnnlabError(f"cnnlab serve needs the web extra ({missing.name} is not installed); "
                       "run: pip install 'cnnlab[web]'") from None
@@ -206,15 +208,23 @@ def create_app(model_or_run, max_upload: int = MAX_UPLOAD) -> FastAPI:
     if getattr(model, "class_names", None) is None:  # a model built in Python rather than loaded from a run
         model.class_names = [str(index) for index in range(model.output_shape[0])]
     dataset = getattr(model, "dataset", None)
-    app = FastAPI(title="cnnlab", summary=f"Predictions of the model '{model.name}' ({dataset or 'custom data'})")
+    app = FastAPI(title="cnnlab", summary=f"Predictions of the model '{model.name}' ({dataset or 'custom data'})",
+                  docs_url=None)
     app.add_middleware(BodyLimit, limit=max_upload)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.mount("/docs-assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")  # no CDN: works offline
     model_card = {"name": model.name, "dataset": dataset, "input_shape": list(model.input_shape),
                   "class_names": list(model.class_names), "summary": summarize(model).to_dict()}
 
     @app.get("/", include_in_schema=False)
     def page():
         return FileResponse(STATIC / "index.html", headers={"Content-Security-Policy": PAGE_POLICY})
+
+    @app.get("/docs", include_in_schema=False)
+    def docs():
+        return get_swagger_ui_html(openapi_url=app.openapi_url, title="cnnlab API",
+                                   swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs-assets/swagger-ui.css", swagger_favicon_url="")
 
     @app.get("/api/model", summary="The model: summary rows, class names, dataset, input shape")
     def describe_model() -> dict:

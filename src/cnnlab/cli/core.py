@@ -95,15 +95,14 @@ def train(**options) -> None:
 @click.command()
 @click.argument("run", type=click.Path(file_okay=False))
 @click.option("--dataset", help="Evaluate on this dataset's test set (default: the one the run trained on).")
-@click.option("--data-dir", type=click.Path(file_okay=False))
+@data_dir_option
 @click.option("--report", "with_report", is_flag=True, help="Also report the confusion matrix, per-class precision, "
               "recall and F1, the most-confused pairs and the worst mistakes (text, JSON and PNG files).")
 @click.option("--out", type=click.Path(file_okay=False), help="Folder for --report's files (default: RUN/report).")
-def evaluate(run: str, dataset: str | None, data_dir: str | None, with_report: bool, out: str | None) -> None:
+def evaluate(run: str, dataset: str | None, data_dir: Path | None, with_report: bool, out: str | None) -> None:
     """Test loss, accuracy and per-class accuracy of a trained RUN."""
     if out is not None and not with_report:
         raise click.UsageError("--out is the folder for --report's files; add --report")
-    from cnnlab.data import load_dataset
     from cnnlab.evaluate import evaluate as measure
     from cnnlab.modelio import load
 
