@@ -215,7 +215,7 @@ def test_features_default_to_test_image_0_of_a_model_folders_dataset(run_cli, sa
     (["filters", "{mlp}"], 1, "it has no Conv2D layer"),
     (["features", "{mlp}"], 1, "it has no Conv2D layer"),
     (["features", "{cnn2}", "--index", "99999"], 1, "--index 99999: the mnist test split has"),
-    (["features", "{cnn2}", "missing.png"], 1, "missing.png: no such file"),
+    (["features", "{cnn2}", "missing.png"], 1, "missing.png: cannot read it (No such file or directory)"),
     (["features", "{cnn2}", "small.png", "--index", "2"], 2, "give IMAGE or --index, not both"),
     (["features", "{cnn2}", "--max-channels", "0"], 2, "Invalid value for '--max-channels'"),
     (["filters", "{cnn2}", "--out", "nowhere/filters.png"], 1, "nowhere/filters.png: cannot be written"),

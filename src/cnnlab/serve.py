@@ -38,6 +38,8 @@ try:
     from pydantic import BaseModel, Field, ValidationError
     import python_multipart  # noqa: F401  (Starlette's form parser, for uploads)
     from swagger_ui_bundle import swagger_ui_path  # the /docs page's scripts, served locally
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
 except ImportError as missing:
     raise CnnlabError(f"cnnlab serve needs the web extra ({missing.name} is not installed); "
                       "run: pip install 'cnnlab[web]'") from None
@@ -45,6 +47,7 @@ except ImportError as missing:
 STATIC = Path(__file__).parent / "static"
 MAX_UPLOAD = 10_000_000  # bytes of request body: 10 MB
 BODY_TIMEOUT = 30.0  # seconds a client may pause between two pieces of its body
+HEAD_TIMEOUT = 10.0  # seconds a connection may take to send a complete request line and headers
 MAX_MAP_CHANNELS = 64
 PAGE_POLICY = "default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'"
 
@@ -273,13 +276,49 @@ def _predict(model, decode, map_channels: int) -> dict:
         raise HTTPException(400, str(problem)) from None
 
 
+class HeadDeadline(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol, plus a deadline for every request head (the slowloris defence).
+
+    uvicorn times out idle connections only after a response, and not once a byte has arrived, so a
+    client that opens connections and sends nothing, or its headers a byte at a time, holds them
+    forever, and 64 of them lock everyone else out with 503. Here a connection that has not sent a
+    complete request head HEAD_TIMEOUT seconds after it opened, or after its last response, is closed.
+    """
+
+    deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        self._start_deadline()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._start_deadline()
+
+    def connection_lost(self, exc) -> None:
+        if self.deadline is not None:
+            self.deadline.cancel()
+        super().connection_lost(exc)
+
+    def _start_deadline(self) -> None:
+        if self.deadline is not None:
+            self.deadline.cancel()
+        self.deadline = self.loop.call_later(HEAD_TIMEOUT, self._close_if_no_head)
+
+    def _close_if_no_head(self) -> None:
+        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():  # no complete head yet
+            self.transport.close()
+
+
 def serve(model_or_run, host: str = "127.0.0.1", port: int = 8000, max_upload: int = MAX_UPLOAD) -> None:
     """Run the app with uvicorn until Ctrl-C.
 
-    Slow or many clients: idle keep-alive connections close after 5 s, more than 64 connections at once
-    get 503, request heads are limited to 16 KiB, and BodyLimit answers 408 to a body that stalls.
+    Slow or many clients: idle keep-alive connections close after 5 s, a request head must arrive whole
+    within HEAD_TIMEOUT, more than 64 connections at once get 503, request heads are limited to 16 KiB,
+    and BodyLimit answers 408 to a body that stalls.
     """
     import uvicorn
 
-    uvicorn.run(create_app(model_or_run, max_upload=max_upload), host=host, port=port, timeout_keep_alive=5,
-                limit_concurrency=64, h11_max_incomplete_event_size=16 * 1024, timeout_graceful_shutdown=5)
+    uvicorn.run(create_app(model_or_run, max_upload=max_upload), host=host, port=port, http=HeadDeadline,
+                timeout_keep_alive=5, limit_concurrency=64, h11_max_incomplete_event_size=16 * 1024,
+                timeout_graceful_shutdown=5)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -264,12 +265,14 @@ def _read_kernel_file(path: Path) -> np.ndarray:
 def load_image(path) -> np.ndarray:
     """An image file as float32 in [0, 1]: (H, W) if grayscale, else (H, W, 3) (alpha dropped)."""
     try:
-        with Image.open(path) as picture:
-            gray = picture.getbands() in (("1",), ("L",), ("L", "A"), ("I",), ("F",))
-            pixels = np.asarray(picture.convert("L" if gray else "RGB"))  # 8 bits per channel
-    except Image.DecompressionBombError:
-        raise CnnlabError(f"{path}: the image exceeds Pillow's pixel limit "
-                          f"({Image.MAX_IMAGE_PIXELS:,} pixels); use a smaller image") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)  # Pillow decodes up to 2× its limit, warning
+            with Image.open(path) as picture:
+                gray = picture.getbands() in (("1",), ("L",), ("L", "A"), ("I",), ("F",))
+                pixels = np.asarray(picture.convert("L" if gray else "RGB"))  # 8 bits per channel
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise CnnlabError(f"{path}: the image exceeds Pillow's pixel limit ({Image.MAX_IMAGE_PIXELS:,} pixels), "
+                          "a possible decompression bomb; use a smaller image") from None
     except FileNotFoundError:
         raise CnnlabError(f"{path}: no such file; check the path") from None
     except UnidentifiedImageError:
