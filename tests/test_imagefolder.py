@@ -233,3 +233,31 @@ def test_folder_errors_are_cnnlab_errors(tmp_path):
         load_dataset(f"folder:{tmp_path}", data_dir=tmp_path)
     with pytest.raises(ValueError, match="Received: channels=2"):
         load_dataset(f"folder:{tmp_path}", channels=2)
+
+
+# --- training on them, end to end --------------------------------------------------------------
+
+def test_the_course_cifar_cnn_trains_on_a_cifar_archive(run_cli, tmp_path, cifar):
+    batches, _ = cifar
+    (tmp_path / "cifar-10-binary.tar.gz").write_bytes(tar_gz({f"cifar-10-batches-bin/{n}": b for n, b in batches.items()}))
+    result = run_cli("train", "--model", "cifar-cnn", "--dataset", "cifar10", "--data-dir", tmp_path, "--epochs", "1",
+                     "--batch-size", "32", "--name", "c", "--runs-dir", tmp_path / "runs", "--quiet")
+    assert result.code == 0, result.err
+    assert result.out.startswith("test accuracy: ")
+    assert cnnlab_load(tmp_path / "runs" / "c").class_names[0] == "airplane"
+
+
+def test_a_folder_dataset_trains_and_reports_what_it_skipped(run_cli, tmp_path, pets):
+    result = run_cli("train", "--dataset", f"folder:{pets}", "--channels", "3", "--image-size", "8",
+                     "--model", "conv(4,3,relu)-flatten-dense(3,softmax)", "--validation-split", "0",
+                     "--epochs", "3", "--batch-size", "4", "--name", "p", "--runs-dir", tmp_path / "runs", "--quiet")
+    assert result.code == 0, result.err
+    assert result.err.startswith("cnnlab: skipped 3 unreadable files: ")
+    model = cnnlab_load(tmp_path / "runs" / "p")
+    assert model.class_names == ["cats", "dogs", "owls"] and model.input_shape == (8, 8, 3)
+
+
+def cnnlab_load(run):
+    from cnnlab.modelio import load
+
+    return load(run)
