@@ -7,7 +7,9 @@ import torch.nn.functional as F
 
 from cnnlab.models import as_model_input
 
-EVAL_BATCH = 2048  # samples per forward pass: large batches, no gradients, few Python steps
+# samples per forward pass, no gradients. On 2 CPU cores 256 to 4,096 validate equally fast (0.39 s for the
+# course's 18,000 images); past 1,024 only the memory grows (the course's conv output is 87 MB per 1,024).
+EVAL_BATCH = 1024
 
 
 @torch.inference_mode()

@@ -76,6 +76,17 @@ def window_output(size: int, window: int, stride: int, padding: str) -> tuple[in
     return out, total // 2, total - total // 2
 
 
+MAX_PADDED_PIXELS = 2**31  # per channel and sample; 'same' padding is materialised by F.pad before pooling
+
+
+def _check_padding(layer, input_shape, rows: int, columns: int) -> None:
+    """Refuse a 'same' window so much larger than its input that the padded input cannot exist in memory."""
+    height, width = input_shape[:2]
+    if (rows or columns) and (height + rows) * (width + columns) > MAX_PADDED_PIXELS:
+        raise ValueError(f"{layer.type_name} '{layer.name}': padding 'same' for this window would pad the input "
+                         f"{input_shape} to {height + rows}×{width + columns} pixels; use a smaller window")
+
+
 class Layer(nn.Module):
     """Base class: a named layer that knows its input and output shapes once built."""
 
@@ -153,6 +164,7 @@ class Conv2D(Layer):
                 f"Conv2D '{self.name}': a {kh}×{kw} kernel does not fit the input {input_shape} with padding "
                 f"'{self.padding}'; use padding='same', a smaller kernel or less pooling before it"
             )
+        _check_padding(self, input_shape, top + bottom, left + right)
         symmetric = top == bottom and left == right
         self.pad = None if symmetric else (left, right, top, bottom)
         self.conv = nn.Conv2d(channels, self.filters, self.kernel_size, self.strides,
@@ -191,6 +203,7 @@ class _Pool2D(Layer):
                 f"{self.type_name} '{self.name}': a {ph}×{pw} window does not fit the input {input_shape}; "
                 "use padding='same' or a smaller pool_size"
             )
+        _check_padding(self, input_shape, top + bottom, left + right)
         self.pad = (left, right, top, bottom) if top or bottom or left or right else None
         return out_h, out_w, channels
 
