@@ -53,7 +53,7 @@ def test_fused_optimizers_take_the_same_steps_as_plain_ones(optimizer):
 
 
 def test_fit_takes_the_same_steps_as_a_plain_loop():
-    """Two epochs of the course's fit against NCHW tensors, torch's RMSprop and the same batches."""
+    """Two epochs of the course's fit against NCHW tensors, Keras's RMSprop written out, the same batches."""
     data = load_dataset("mnist")
     images, labels = data.x_train[:300], data.y_train[:300]
     config = TrainConfig(epochs=2, batch_size=128, validation_split=0.0, device="cpu")
@@ -62,16 +62,19 @@ def test_fit_takes_the_same_steps_as_a_plain_loop():
     plain = copy.deepcopy(engine)
     fit(engine, (images, labels), config=config, verbose=False)
 
-    optimizer = torch.optim.RMSprop(plain.parameters(), lr=1e-3, alpha=0.9, eps=1e-7, foreach=False)
+    velocities = [torch.zeros_like(p) for p in plain.parameters()]
     x = torch.tensor(images, dtype=torch.float32).permute(0, 3, 1, 2).contiguous() / 255.0  # (N, C, H, W)
     y = torch.tensor(labels)
     for epoch in range(2):
         order = _epoch_order(0, epoch, len(x))
         for start in range(0, len(x), 128):
             index = order[start:start + 128]
-            optimizer.zero_grad()
+            plain.zero_grad()
             F.cross_entropy(plain(x[index]), y[index]).backward()
-            optimizer.step()
+            with torch.no_grad():  # Keras: velocity = 0.9 v + 0.1 g², w -= 0.001 g / sqrt(velocity + 1e-7)
+                for parameter, velocity in zip(plain.parameters(), velocities):
+                    velocity.mul_(0.9).add_(0.1 * parameter.grad**2)
+                    parameter -= 1e-3 * parameter.grad / torch.sqrt(velocity + 1e-7)
     for (name, a), b in zip(plain.named_parameters(), engine.parameters()):
         torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-4, msg=name)
 

@@ -26,9 +26,24 @@ def test_optimizers_use_keras_defaults():
     rmsprop = make_optimizer(model, TrainConfig(optimizer="rmsprop")).defaults
     adam = make_optimizer(model, TrainConfig(optimizer="adam")).defaults
     sgd = make_optimizer(model, TrainConfig(optimizer="sgd")).defaults
-    assert (rmsprop["lr"], rmsprop["alpha"], rmsprop["eps"]) == (1e-3, 0.9, 1e-7)
+    assert (rmsprop["lr"], rmsprop["rho"], rmsprop["epsilon"]) == (1e-3, 0.9, 1e-7)
     assert (adam["lr"], adam["betas"], adam["eps"]) == (1e-3, (0.9, 0.999), 1e-7)
     assert (sgd["lr"], sgd["momentum"]) == (1e-2, 0.0)
+
+
+def test_rmsprop_divides_by_the_root_of_velocity_plus_epsilon_as_keras_does():
+    torch.manual_seed(0)
+    weight = torch.nn.Parameter(torch.randn(50))
+    optimizer = make_optimizer(torch.nn.Linear(1, 1), TrainConfig())  # Keras's defaults
+    optimizer = type(optimizer)([weight], **optimizer.defaults)
+    expected, velocity = weight.detach().clone(), torch.zeros(50)
+    for step in range(3):
+        gradient = torch.randn(50) * 10.0 ** -(step + 3)  # small gradients: where the two forms differ
+        weight.grad = gradient.clone()
+        optimizer.step()
+        velocity = 0.9 * velocity + 0.1 * gradient**2
+        expected -= 1e-3 * gradient / torch.sqrt(velocity + 1e-7)
+    torch.testing.assert_close(weight.detach(), expected, rtol=1e-6, atol=1e-9)
 
 
 def test_short_run_writes_a_complete_run_folder(tmp_path):
