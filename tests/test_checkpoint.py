@@ -3,7 +3,6 @@ a kill during a save never costs the previous checkpoint, and one seed fixes the
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys

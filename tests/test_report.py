@@ -6,10 +6,11 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import cnnlab
-from cnnlab.evaluate import evaluate
+from cnnlab.evaluate import evaluate, predict_logits
 from cnnlab.report import Report, build_report, confusion_matrix, format_report, write_report
 
 
@@ -55,7 +56,8 @@ def real_report(trained_run):
     dataset = cnnlab.load_dataset("mnist")
     model = cnnlab.load(trained_run)
     images, labels = dataset.x_test[:2000], dataset.y_test[:2000]
-    return model, images, labels, build_report(model, images, labels, model.class_names)
+    logits = predict_logits(model, torch.as_tensor(images))
+    return model, images, labels, build_report(logits, labels, model.class_names)
 
 
 def test_the_report_agrees_with_evaluate(real_report):

@@ -142,4 +142,3 @@ def test_the_course_run_reaches_the_course_accuracy(run_cli, tmp_path, monkeypat
     assert result.code == 0, result.err
     accuracy = float(result.out.splitlines()[-1].removeprefix("test accuracy: "))
     assert accuracy >= 0.973
-    assert torch.get_num_threads() >= 1

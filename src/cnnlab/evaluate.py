@@ -24,9 +24,13 @@ def predict_logits(model, images: torch.Tensor, batch_size: int = EVAL_BATCH) ->
 
 def evaluate(model, images, labels, with_per_class: bool = True, batch_size: int = EVAL_BATCH) -> dict:
     """``{"loss", "accuracy", "per_class_accuracy"}`` as Keras's ``evaluate`` reports them (loss: mean cross-entropy)."""
-    images, labels = torch.as_tensor(images), torch.as_tensor(labels).to(torch.int64)
-    labels = labels.to(images.device)
-    logits = predict_logits(model, images, batch_size)
+    images = torch.as_tensor(images)
+    return score(predict_logits(model, images, batch_size), labels, with_per_class)
+
+
+def score(logits: torch.Tensor, labels, with_per_class: bool = True) -> dict:
+    """The metrics of ``evaluate`` from logits already computed (N, classes) and int labels (N,)."""
+    labels = torch.as_tensor(labels).to(device=logits.device, dtype=torch.int64)
     predicted = logits.argmax(1)
     metrics = {"loss": F.cross_entropy(logits, labels).item(),
                "accuracy": (predicted == labels).float().mean().item()}

@@ -96,14 +96,12 @@ def confusion_matrix(true: np.ndarray, predicted: np.ndarray, classes: int) -> n
     return np.bincount(true * classes + predicted, minlength=classes * classes).reshape(classes, classes)
 
 
-def build_report(model, images, labels, class_names: list[str], worst: int = WORST_MISTAKES) -> Report:
-    """Run ``model`` over uint8 ``images`` (N, H, W, C) with int ``labels`` (N,) and count its mistakes."""
+def build_report(logits, labels, class_names: list[str], worst: int = WORST_MISTAKES) -> Report:
+    """Count a model's mistakes from its ``logits`` (N, K) on test images with int ``labels`` (N,)."""
     import torch
 
-    from cnnlab.evaluate import predict_logits
-
     labels = np.asarray(labels, np.int64)
-    probabilities = torch.softmax(predict_logits(model, torch.as_tensor(images)), dim=1).cpu().numpy()  # (N, K)
+    probabilities = torch.softmax(logits.float(), dim=1).cpu().numpy()  # (N, K)
     predicted, confidence = probabilities.argmax(1), probabilities.max(1)
     wrong = np.flatnonzero(predicted != labels)
     mistakes = wrong[np.argsort(-confidence[wrong], kind="stable")][:worst]

@@ -103,7 +103,7 @@ def evaluate(run: str, dataset: str | None, data_dir: Path | None, with_report: 
     """Test loss, accuracy and per-class accuracy of a trained RUN."""
     if out is not None and not with_report:
         raise click.UsageError("--out is the folder for --report's files; add --report")
-    from cnnlab.evaluate import evaluate as measure
+    from cnnlab.evaluate import predict_logits, score
     from cnnlab.modelio import load
 
     model = load(run)
@@ -113,7 +113,10 @@ def evaluate(run: str, dataset: str | None, data_dir: Path | None, with_report: 
     if tuple(data.x_test.shape[1:]) != tuple(model.input_shape):
         raise CnnlabError(f"{run}: the model takes {tuple(model.input_shape)} images, {data.name} has "
                           f"{tuple(data.x_test.shape[1:])}")
-    metrics = measure(model, data.x_test, data.y_test)
+    import torch
+
+    logits = predict_logits(model, torch.as_tensor(data.x_test))  # (N, classes): once, for metrics and report
+    metrics = score(logits, data.y_test)
     click.echo(f"test loss: {metrics['loss']:.4f}")
     click.echo(f"test accuracy: {metrics['accuracy']:.4f}")
     click.echo("per-class accuracy:")
@@ -123,7 +126,7 @@ def evaluate(run: str, dataset: str | None, data_dir: Path | None, with_report: 
     if with_report:
         from cnnlab.report import build_report, format_report, write_report
 
-        report = build_report(model, data.x_test, data.y_test, model.class_names)
+        report = build_report(logits, data.y_test, model.class_names)
         click.echo("\n" + format_report(report))
         written = write_report(report, data.x_test, out or Path(run) / "report")
         click.echo("wrote " + ", ".join(str(path) for path in written))
