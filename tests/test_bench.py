@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cnnlab.bench import gemm_rate, peak_rss_mb, training_flops_per_sample
+from cnnlab.bench import gemm_rates, peak_rss_mb, training_flops_per_sample
 from cnnlab.data import load_dataset
 from cnnlab.models import as_model_input, create_model
 from cnnlab.train import TrainConfig, _epoch_order, fit, make_optimizer, seed_everything
@@ -85,8 +85,9 @@ def test_training_flops_come_from_the_model():
     assert training_flops_per_sample(create_model("cnn")) == 3 * 2 * mult_adds
 
 
-def test_gemm_rate_and_memory_are_measured():
-    assert 1e8 < gemm_rate(size=256, repeats=3) < 1e15
+def test_gemm_rates_and_memory_are_measured():
+    rates = gemm_rates(size=256, repeats=3)
+    assert set(rates) == {"torch.mm", "onednn"} and all(1e8 < rate < 1e15 for rate in rates.values())
     assert 10 < peak_rss_mb() < 1e6
 
 
@@ -97,6 +98,7 @@ def test_bench_prints_and_writes_its_figures(run_cli, tmp_path):
     figures = json.loads(out.read_text())
     assert figures["train_samples"] == 210 and figures["epochs"] == 1  # Keras's split keeps the first 70%
     assert figures["training_flops_per_sample"] == 3 * 2 * figures["mult_adds_per_sample"]
+    assert figures["gemm_flops_per_s"] == max(figures["gemm_flops_per_s_by_library"].values())  # the floor's rate
     engine = figures["engine"]
     assert engine["seconds_per_epoch"] > 0 and engine["peak_rss_mb"] > 0
     assert engine["samples_per_s"] == pytest.approx(210 / engine["seconds"], rel=0.02)

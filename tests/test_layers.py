@@ -130,3 +130,27 @@ def test_impossible_shapes_are_refused():
         Sequential([L.Conv2D(4, 5)], input_shape=(3, 3, 1))
     with pytest.raises(ValueError, match="add Flatten"):
         Sequential([L.Dense(4)], input_shape=(3, 3, 1))
+
+
+def test_large_dense_layers_on_the_cpu_compute_what_linear_computes(monkeypatch):
+    """Above ONEDNN_DENSE_MIN_WEIGHTS a Dense runs as a whole-input convolution: same outputs and gradients."""
+    calls, by_onednn = [], L._dense_by_onednn
+    monkeypatch.setattr(L, "_dense_by_onednn", lambda *args: calls.append(1) or by_onednn(*args))
+    torch.manual_seed(0)
+    layer = L.Dense(128, activation="relu")
+    layer.build((1000,))
+    assert layer.linear.weight.numel() >= L.ONEDNN_DENSE_MIN_WEIGHTS
+    torch.nn.init.uniform_(layer.linear.bias, -0.1, 0.1)
+    x = torch.randn(16, 1000, requires_grad=True)
+    reference_x = x.detach().clone().requires_grad_()
+    output = layer(x)
+    assert calls == [1]
+    reference = torch.relu(F.linear(reference_x, layer.linear.weight, layer.linear.bias))
+    torch.testing.assert_close(output, reference, rtol=1e-5, atol=1e-5)
+    output.square().sum().backward()
+    weight_grad, bias_grad = layer.linear.weight.grad.clone(), layer.linear.bias.grad.clone()
+    layer.zero_grad()
+    reference.square().sum().backward()
+    torch.testing.assert_close(x.grad, reference_x.grad, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(weight_grad, layer.linear.weight.grad, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(bias_grad, layer.linear.bias.grad, rtol=1e-5, atol=1e-4)

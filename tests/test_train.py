@@ -31,21 +31,6 @@ def test_optimizers_use_keras_defaults():
     assert (sgd["lr"], sgd["momentum"]) == (1e-2, 0.0)
 
 
-def test_rmsprop_divides_by_the_root_of_velocity_plus_epsilon_as_keras_does():
-    torch.manual_seed(0)
-    weight = torch.nn.Parameter(torch.randn(50))
-    optimizer = make_optimizer(torch.nn.Linear(1, 1), TrainConfig())  # Keras's defaults
-    optimizer = type(optimizer)([weight], **optimizer.defaults)
-    expected, velocity = weight.detach().clone(), torch.zeros(50)
-    for step in range(3):
-        gradient = torch.randn(50) * 10.0 ** -(step + 3)  # small gradients: where the two forms differ
-        weight.grad = gradient.clone()
-        optimizer.step()
-        velocity = 0.9 * velocity + 0.1 * gradient**2
-        expected -= 1e-3 * gradient / torch.sqrt(velocity + 1e-7)
-    torch.testing.assert_close(weight.detach(), expected, rtol=1e-6, atol=1e-9)
-
-
 def test_short_run_writes_a_complete_run_folder(tmp_path):
     result = train(TrainConfig(limit=3000, epochs=2, name="short", runs_dir=str(tmp_path)), verbose=False)
     run = tmp_path / "short"
@@ -127,6 +112,33 @@ def test_reproduce_prints_and_writes_the_table(run_cli, tmp_path):
     rows = json.loads((tmp_path / "reproduce.json").read_text())
     assert [row["experiment"] for row in rows] == ["cnn", "mlp"]
     assert (tmp_path / "reproduce.md").read_text().splitlines()[:4] == lines[:4]
+
+
+def test_mixed_bfloat16_trains_in_bfloat16_and_is_recorded(tmp_path):
+    from cnnlab.evaluate import autocast
+
+    with autocast(torch.device("cpu"), "mixed_bfloat16"):
+        assert create_model("cnn")(torch.rand(2, 1, 28, 28)).dtype == torch.bfloat16
+    with autocast(torch.device("cpu"), "auto"):  # auto: float32 on a CPU
+        assert create_model("cnn")(torch.rand(2, 1, 28, 28)).dtype == torch.float32
+    result = train(TrainConfig(limit=2000, epochs=2, precision="mixed_bfloat16", name="mixed", runs_dir=str(tmp_path)),
+                   verbose=False)
+    assert json.loads((tmp_path / "mixed" / "config.json").read_text())["precision"] == "mixed_bfloat16"
+    assert result.history[1]["loss"] < result.history[0]["loss"] and result.test["accuracy"] > 0.8
+    assert all(parameter.dtype == torch.float32 for parameter in result.model.parameters())
+
+
+def test_the_console_script_keeps_exit_codes_and_output(tmp_path):
+    """``cnnlab`` leaves through os._exit: what it printed must still arrive, with the right exit code."""
+    summary = subprocess.run([sys.executable, "-m", "cnnlab", "summary", "cnn"], capture_output=True, text=True)
+    assert summary.returncode == 0 and summary.stdout.rstrip().endswith("Multiply-adds per sample: 888,192")
+    refused = subprocess.run([sys.executable, "-m", "cnnlab", "train", "--epochs", "0"], capture_output=True, text=True,
+                             cwd=tmp_path)
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert refused.stderr == "cnnlab: error: --epochs must be at least 1. Received: 0\n"
+    usage = subprocess.run([sys.executable, "-m", "cnnlab", "train", "--precision", "half"], capture_output=True,
+                           text=True, cwd=tmp_path)
+    assert usage.returncode == 2 and "--precision" in usage.stderr and usage.stderr.count("\n") == 1
 
 
 def test_help_does_not_import_torch():

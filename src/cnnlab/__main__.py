@@ -1,4 +1,4 @@
-from cnnlab.cli import main
+from cnnlab.cli import run
 
 if __name__ == "__main__":
-    main()
+    run()

@@ -12,20 +12,29 @@ from cnnlab.models import as_model_input
 EVAL_BATCH = 1024
 
 
+PRECISIONS = ("auto", "float32", "mixed_bfloat16")  # Keras's dtype-policy names; auto: mixed on a GPU
+
+
+def autocast(device: torch.device, precision: str = "auto"):
+    """The context that runs a forward pass at ``precision``: bfloat16 matrix products, float32 weights."""
+    mixed = precision == "mixed_bfloat16" or (precision == "auto" and device.type == "cuda")
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=mixed)
+
+
 @torch.inference_mode()
-def predict_logits(model, images: torch.Tensor, batch_size: int = EVAL_BATCH) -> torch.Tensor:
+def predict_logits(model, images: torch.Tensor, batch_size: int = EVAL_BATCH, precision: str = "auto") -> torch.Tensor:
     """Logits (N, classes) for uint8 images (N, H, W, C), on the images' device."""
     model.eval()
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=images.device.type == "cuda")
-    with autocast:
+    with autocast(images.device, precision):
         parts = [model(as_model_input(images[i:i + batch_size])).float() for i in range(0, len(images), batch_size)]
     return torch.cat(parts)
 
 
-def evaluate(model, images, labels, with_per_class: bool = True, batch_size: int = EVAL_BATCH) -> dict:
+def evaluate(model, images, labels, with_per_class: bool = True, batch_size: int = EVAL_BATCH,
+             precision: str = "auto") -> dict:
     """``{"loss", "accuracy", "per_class_accuracy"}`` as Keras's ``evaluate`` reports them (loss: mean cross-entropy)."""
     images = torch.as_tensor(images)
-    return score(predict_logits(model, images, batch_size), labels, with_per_class)
+    return score(predict_logits(model, images, batch_size, precision), labels, with_per_class)
 
 
 def score(logits: torch.Tensor, labels, with_per_class: bool = True) -> dict:

@@ -1,8 +1,13 @@
-"""Optimizers whose update is Keras's, where PyTorch's differs by more than its defaults.
+"""Optimizers: Keras's RMSprop update, and torch's own optimizers without a slow first call.
 
 Keras's RMSprop divides by ``sqrt(velocity + epsilon)``; PyTorch's by ``sqrt(velocity) + epsilon``. With
 Keras's epsilon of 1e-7 the two differ wherever gradients are small (sqrt(1e-7) ≈ 3e-4 against 1e-7),
 which changes how the course's models train, so cnnlab uses Keras's form.
+
+torch.optim wraps ``add_param_group``, ``zero_grad``, ``state_dict``, ``load_state_dict`` and the ``step``
+of Adam, AdamW and SGD in guards for ``torch.compile``; the first call of any of them imports
+``torch._dynamo``, 1.0–1.4 s of every training run's start-up on a 2-core CPU. cnnlab never compiles an
+optimizer, so its classes call the functions under those guards (``__wrapped__``, kept by functools.wraps).
 """
 
 from __future__ import annotations
@@ -10,7 +15,37 @@ from __future__ import annotations
 import torch
 
 
-class KerasRMSprop(torch.optim.Optimizer):
+def _unguarded(function):
+    return getattr(function, "__wrapped__", function)
+
+
+class _WithoutCompileGuards:
+    """Mixin for a torch.optim.Optimizer subclass: the base class's methods minus their torch.compile guards."""
+
+    add_param_group = _unguarded(torch.optim.Optimizer.add_param_group)
+    zero_grad = _unguarded(torch.optim.Optimizer.zero_grad)
+    state_dict = _unguarded(torch.optim.Optimizer.state_dict)
+    load_state_dict = _unguarded(torch.optim.Optimizer.load_state_dict)
+
+
+def _plain_step(optimizer_class):
+    # the guard's only other work is switching gradients off (``differentiable`` is False here): no_grad does that
+    return torch.no_grad()(_unguarded(optimizer_class.step))
+
+
+class Adam(_WithoutCompileGuards, torch.optim.Adam):
+    step = _plain_step(torch.optim.Adam)
+
+
+class AdamW(_WithoutCompileGuards, torch.optim.AdamW):
+    step = _plain_step(torch.optim.AdamW)
+
+
+class SGD(_WithoutCompileGuards, torch.optim.SGD):
+    step = _plain_step(torch.optim.SGD)
+
+
+class KerasRMSprop(_WithoutCompileGuards, torch.optim.Optimizer):
     """velocity = rho·velocity + (1 − rho)·g²;  w −= lr·g / sqrt(velocity + epsilon)  (Keras 3, no momentum)."""
 
     def __init__(self, params, lr: float = 1e-3, rho: float = 0.9, epsilon: float = 1e-7, weight_decay: float = 0.0):

@@ -39,9 +39,9 @@ from cnnlab import distributed
 from cnnlab.augment import parse_augment
 from cnnlab.checkpoint import FILE as CHECKPOINT, Progress, load_checkpoint, save_checkpoint
 from cnnlab.errors import CnnlabError
-from cnnlab.evaluate import evaluate
+from cnnlab.evaluate import PRECISIONS, autocast, evaluate
 from cnnlab.models import as_model_input
-from cnnlab.optimizers import KerasRMSprop
+from cnnlab.optimizers import SGD, Adam, AdamW, KerasRMSprop
 from cnnlab.modelio import save, write_atomic, write_json
 
 # name -> (torch optimizer, Keras's default learning rate, Keras's other defaults in torch's terms)
@@ -49,9 +49,9 @@ from cnnlab.modelio import save, write_atomic, write_json
 # Adam and AdamW keep torch's update, whose epsilon is Keras's scaled by sqrt(1 - beta2^t) (< 1e-7 here).
 OPTIMIZERS = {
     "rmsprop": (KerasRMSprop, 1e-3, {"rho": 0.9, "epsilon": 1e-7}),
-    "adam": (torch.optim.Adam, 1e-3, {"betas": (0.9, 0.999), "eps": 1e-7}),
-    "adamw": (torch.optim.AdamW, 1e-3, {"betas": (0.9, 0.999), "eps": 1e-7, "weight_decay": 0.004}),
-    "sgd": (torch.optim.SGD, 1e-2, {"momentum": 0.0}),
+    "adam": (Adam, 1e-3, {"betas": (0.9, 0.999), "eps": 1e-7}),
+    "adamw": (AdamW, 1e-3, {"betas": (0.9, 0.999), "eps": 1e-7, "weight_decay": 0.004}),
+    "sgd": (SGD, 1e-2, {"momentum": 0.0}),
 }
 SCHEDULES = ("constant", "onecycle")
 
@@ -87,6 +87,7 @@ class TrainConfig:
     recipe: str | None = None  # the recipe these settings came from (cnnlab.recipes), kept in config.json
     seed: int = 0
     device: str = "auto"
+    precision: str = "auto"  # float32, mixed_bfloat16 (bf16 products, float32 weights); auto: mixed on a GPU only
     name: str | None = None
     runs_dir: str = "runs"
 
@@ -102,6 +103,7 @@ class TrainConfig:
             (self.schedule not in SCHEDULES, f"--schedule must be one of {', '.join(SCHEDULES)}. Received: {self.schedule!r}"),
             (not 0 <= self.label_smoothing < 1, f"--label-smoothing must be in [0, 1). Received: {self.label_smoothing}"),
             (self.device not in ("auto", "cpu", "cuda"), f"--device must be auto, cpu or cuda. Received: {self.device!r}"),
+            (self.precision not in PRECISIONS, f"--precision must be one of {', '.join(PRECISIONS)}. Received: {self.precision!r}"),
             (self.betas is not None and (len(self.betas) != 2 or not all(0 <= beta < 1 for beta in self.betas)),
              f"betas (adam, adamw) must be two numbers in [0, 1). Received: {self.betas}"),
         ]
@@ -236,7 +238,6 @@ def fit(model, train_data, validation=None, config: TrainConfig | None = None, *
                           f"least {world.size}")
     steps_per_epoch = math.ceil(count / batch)
     base_lr = config.lr or OPTIMIZERS[config.optimizer][1]
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
     augmentation = parse_augment(config.augment)
     live = verbose and os.isatty(2)
     for epoch in range(progress.epoch, config.epochs):
@@ -259,7 +260,7 @@ def fit(model, train_data, validation=None, config: TrainConfig | None = None, *
             inputs, targets = as_model_input(batch_images), labels[index]  # (B, C, H, W), (B,)
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(config, base_lr, progress.global_step, steps_per_epoch * config.epochs)
-            with autocast:
+            with autocast(device, config.precision):
                 logits = net(inputs)
                 losses = F.cross_entropy(logits.float(), targets, reduction="none", label_smoothing=config.label_smoothing)
                 # this process's part of the batch's mean loss; DDP divides the summed gradients by the processes
@@ -292,7 +293,7 @@ def fit(model, train_data, validation=None, config: TrainConfig | None = None, *
             raise _diverged(f"epoch {epoch + 1}", run)
         row = {"epoch": epoch + 1, "loss": progress.loss_sum / progress.seen, "accuracy": progress.correct / progress.seen}
         if validation is not None:  # every process validates on all of it: same weights, same numbers, no messages
-            metrics = evaluate(model, *validation, with_per_class=False)
+            metrics = evaluate(model, *validation, with_per_class=False, precision=config.precision)
             row.update(val_loss=metrics["loss"], val_accuracy=metrics["accuracy"])
         row["seconds"] = round(time.perf_counter() - started, 3)
         progress.history.append(row)
@@ -422,7 +423,8 @@ def train(config: TrainConfig, resume: str | Path | None = None, verbose: bool =
         with _StopFlag() as stop:
             history = fit(model, train_data, validation, config, run=run, progress=progress, optimizer=optimizer,
                           stop=stop, device=device, verbose=verbose)
-        test = evaluate(model, torch.as_tensor(dataset.x_test).to(device), torch.as_tensor(dataset.y_test).to(device))
+        test = evaluate(model, torch.as_tensor(dataset.x_test).to(device), torch.as_tensor(dataset.y_test).to(device),
+                        precision=config.precision)
     model.to("cpu")
     if distributed.is_main():
         save(model, run, class_names=dataset.class_names, dataset=config.dataset)

@@ -10,6 +10,7 @@ Every user error ends the same way: one line on stderr, no traceback, a non-zero
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -57,3 +58,23 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         print("cnnlab: interrupted", file=sys.stderr)
         sys.exit(130)
+
+
+def run() -> None:
+    """The console script (and ``python -m cnnlab``): ``main``, then leave without Python's orderly shutdown.
+
+    With torch loaded that shutdown takes about 0.5 s (``import torch`` then exit: 1.6 s, against 1.1 s
+    when the process ends with os._exit). Every file cnnlab writes is complete (written, flushed, renamed)
+    before ``main`` returns, so only the standard streams need flushing.
+    """
+    try:
+        main()
+        code = 0
+    except SystemExit as stop:
+        code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except OSError:  # a closed pipe (cnnlab ... | head): nothing more can be said
+        code = code or 1
+    os._exit(code)
