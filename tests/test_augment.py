@@ -11,7 +11,8 @@ from cnnlab.checkpoint import Progress
 from cnnlab.data import load_dataset
 from cnnlab.errors import CnnlabError
 from cnnlab.models import create_model
-from cnnlab.train import TrainConfig, fit, make_optimizer, seed_everything
+from cnnlab.optimizers import make_optimizer
+from cnnlab.train import TrainConfig, fit, seed_everything
 
 
 def test_policy_text_round_trips():

@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from cnnlab.bench import gemm_rates, peak_rss_mb, training_flops_per_sample
 from cnnlab.data import load_dataset
 from cnnlab.models import as_model_input, create_model
-from cnnlab.train import TrainConfig, _epoch_order, fit, make_optimizer, seed_everything
+from cnnlab.optimizers import make_optimizer
+from cnnlab.train import TrainConfig, _epoch_order, fit, seed_everything
 
 
 def test_channels_last_model_matches_the_plain_model():

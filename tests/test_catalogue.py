@@ -21,11 +21,13 @@ import pytest
 import torch
 from PIL import Image
 
-from cnnlab.checkpoint import FILE as CHECKPOINT, load_checkpoint
+from cnnlab.checkpoint import FILE as CHECKPOINT
+from cnnlab.checkpoint import load_checkpoint
 from cnnlab.data import IDX_FILES, load_dataset
 from cnnlab.modelio import save
 from cnnlab.models import create_model
-from cnnlab.train import TrainConfig, make_optimizer
+from cnnlab.optimizers import make_optimizer
+from cnnlab.train import TrainConfig
 
 DIGITS = [str(digit) for digit in range(10)]
 

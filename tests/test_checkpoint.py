@@ -17,7 +17,8 @@ from cnnlab.checkpoint import FILE, Progress, load_checkpoint, save_checkpoint
 from cnnlab.data import load_dataset
 from cnnlab.errors import CnnlabError
 from cnnlab.models import create_model
-from cnnlab.train import TrainConfig, TrainingInterrupted, fit, make_optimizer, seed_everything, train
+from cnnlab.optimizers import make_optimizer
+from cnnlab.train import TrainConfig, TrainingInterrupted, fit, seed_everything, train
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +141,8 @@ SAVER = textwrap.dedent("""
     import torch
     from cnnlab.checkpoint import Progress, save_checkpoint
     from cnnlab.models import create_model
-    from cnnlab.train import TrainConfig, make_optimizer
+    from cnnlab.optimizers import make_optimizer
+    from cnnlab.train import TrainConfig
 
     run, die = Path(sys.argv[1]), sys.argv[2]  # die: 'before' or 'after' the rename of save 3, or 'never'
     model = create_model("cnn")

@@ -1,4 +1,4 @@
-"""cnnlab's optimizers: Keras's RMSprop update, torch's others without their slow first call."""
+"""Optimizers by name with Keras's defaults, Keras's RMSprop update, torch's others without their slow first call."""
 
 from __future__ import annotations
 
@@ -9,7 +9,19 @@ import pytest
 import torch
 
 from cnnlab import optimizers
-from cnnlab.train import TrainConfig, make_optimizer
+from cnnlab.models import create_model
+from cnnlab.optimizers import make_optimizer
+from cnnlab.train import TrainConfig
+
+
+def test_optimizers_use_keras_defaults():
+    model = create_model("cnn")
+    rmsprop = make_optimizer(model, TrainConfig(optimizer="rmsprop")).defaults
+    adam = make_optimizer(model, TrainConfig(optimizer="adam")).defaults
+    sgd = make_optimizer(model, TrainConfig(optimizer="sgd")).defaults
+    assert (rmsprop["lr"], rmsprop["rho"], rmsprop["epsilon"]) == (1e-3, 0.9, 1e-7)
+    assert (adam["lr"], adam["betas"], adam["eps"]) == (1e-3, (0.9, 0.999), 1e-7)
+    assert (sgd["lr"], sgd["momentum"]) == (1e-2, 0.0)
 
 
 def test_rmsprop_divides_by_the_root_of_velocity_plus_epsilon_as_keras_does():
@@ -58,7 +70,8 @@ def test_no_optimizer_imports_torch_dynamo():
     """torch._dynamo takes 1.0-1.4 s to import; none of cnnlab's optimizers may pull it in."""
     probe = """
 import sys, torch
-from cnnlab.train import TrainConfig, make_optimizer
+from cnnlab.train import TrainConfig
+from cnnlab.optimizers import make_optimizer
 model = torch.nn.Linear(3, 2)
 for name in ("rmsprop", "adam", "adamw", "sgd"):
     optimizer = make_optimizer(model, TrainConfig(optimizer=name))

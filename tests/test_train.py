@@ -12,23 +12,13 @@ import pytest
 import torch
 
 from cnnlab.models import create_model
-from cnnlab.train import TrainConfig, make_optimizer, split_validation, train
+from cnnlab.train import TrainConfig, split_validation, train
 
 
 def test_validation_split_is_the_last_fraction_before_shuffling():
     images, labels = np.arange(10)[:, None], np.arange(10)
     (train_x, train_y), (val_x, val_y) = split_validation(images, labels, 0.3)
     assert train_y.tolist() == list(range(7)) and val_y.tolist() == [7, 8, 9]
-
-
-def test_optimizers_use_keras_defaults():
-    model = create_model("cnn")
-    rmsprop = make_optimizer(model, TrainConfig(optimizer="rmsprop")).defaults
-    adam = make_optimizer(model, TrainConfig(optimizer="adam")).defaults
-    sgd = make_optimizer(model, TrainConfig(optimizer="sgd")).defaults
-    assert (rmsprop["lr"], rmsprop["rho"], rmsprop["epsilon"]) == (1e-3, 0.9, 1e-7)
-    assert (adam["lr"], adam["betas"], adam["eps"]) == (1e-3, (0.9, 0.999), 1e-7)
-    assert (sgd["lr"], sgd["momentum"]) == (1e-2, 0.0)
 
 
 def test_short_run_writes_a_complete_run_folder(tmp_path):

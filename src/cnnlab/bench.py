@@ -111,7 +111,8 @@ def _course_data(model_name: str, limit: int | None):
 
 def engine_fit(model_name: str = "cnn", epochs: int = 2, limit: int | None = None, seed: int = 0) -> dict:
     """Time ``cnnlab.train.fit`` on the course's settings in this process: (seconds, samples, val_accuracy)."""
-    from cnnlab.train import TrainConfig, fit, make_optimizer, seed_everything, tune_cpu
+    from cnnlab.optimizers import make_optimizer
+    from cnnlab.train import TrainConfig, fit, seed_everything, tune_cpu
 
     tune_cpu(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
     seed_everything(seed)

@@ -1,4 +1,4 @@
-"""Optimizers: Keras's RMSprop update, and torch's own optimizers without a slow first call.
+"""Optimizers by name with Keras's defaults, learning-rate schedules, and Keras's RMSprop update.
 
 Keras's RMSprop divides by ``sqrt(velocity + epsilon)``; PyTorch's by ``sqrt(velocity) + epsilon``. With
 Keras's epsilon of 1e-7 the two differ wherever gradients are small (sqrt(1e-7) ≈ 3e-4 against 1e-7),
@@ -79,3 +79,38 @@ class KerasRMSprop(_WithoutCompileGuards, torch.optim.Optimizer):
             torch._foreach_sqrt_(denominators)
             torch._foreach_addcdiv_(params, grads, denominators, value=-group["lr"])
         return loss
+
+
+# name -> (optimizer class, Keras's default learning rate, Keras's other defaults in torch's terms).
+# Adam and AdamW keep torch's update, whose epsilon is Keras's scaled by sqrt(1 - beta2^t) (< 1e-7 here).
+OPTIMIZERS = {
+    "rmsprop": (KerasRMSprop, 1e-3, {"rho": 0.9, "epsilon": 1e-7}),
+    "adam": (Adam, 1e-3, {"betas": (0.9, 0.999), "eps": 1e-7}),
+    "adamw": (AdamW, 1e-3, {"betas": (0.9, 0.999), "eps": 1e-7, "weight_decay": 0.004}),
+    "sgd": (SGD, 1e-2, {"momentum": 0.0}),
+}
+SCHEDULES = ("constant", "onecycle")
+
+
+def make_optimizer(model, config):
+    """The optimizer ``config`` (a cnnlab.train.TrainConfig) names, with Keras's defaults where it gives none."""
+    optimizer_class, default_lr, defaults = OPTIMIZERS[config.optimizer]
+    options = dict(defaults)
+    if config.momentum is not None and config.optimizer == "sgd":
+        options["momentum"] = config.momentum
+    if config.weight_decay is not None:
+        options["weight_decay"] = config.weight_decay
+    if config.betas is not None and "betas" in options:
+        options["betas"] = tuple(config.betas)
+    # one fused kernel over all parameters where torch has one (about 3x faster than foreach for Adam on a CPU);
+    # KerasRMSprop always uses foreach kernels
+    kernel = {} if optimizer_class is KerasRMSprop else {"fused": True}
+    return optimizer_class(model.parameters(), lr=config.lr or default_lr, **kernel, **options)
+
+
+def learning_rate(schedule: str, base: float, step: int, total_steps: int) -> float:
+    """'constant', or 'onecycle': linear warm-up to ``base`` over the first 25% of steps, then linear decay to 0."""
+    if schedule == "constant":
+        return base
+    peak = max(1, int(0.25 * total_steps))
+    return base * (step + 1) / peak if step < peak else base * max(0.0, (total_steps - step) / (total_steps - peak))

@@ -37,23 +37,13 @@ import torch.nn.functional as F
 
 from cnnlab import distributed
 from cnnlab.augment import parse_augment
-from cnnlab.checkpoint import FILE as CHECKPOINT, Progress, load_checkpoint, save_checkpoint
+from cnnlab.checkpoint import FILE as CHECKPOINT
+from cnnlab.checkpoint import Progress, load_checkpoint, save_checkpoint
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluate import PRECISIONS, autocast, evaluate
-from cnnlab.models import as_model_input
-from cnnlab.optimizers import SGD, Adam, AdamW, KerasRMSprop
 from cnnlab.modelio import save, write_atomic, write_json
-
-# name -> (torch optimizer, Keras's default learning rate, Keras's other defaults in torch's terms)
-# Keras's RMSprop update differs from torch's (epsilon inside the square root): cnnlab.optimizers has it.
-# Adam and AdamW keep torch's update, whose epsilon is Keras's scaled by sqrt(1 - beta2^t) (< 1e-7 here).
-OPTIMIZERS = {
-    "rmsprop": (KerasRMSprop, 1e-3, {"rho": 0.9, "epsilon": 1e-7}),
-    "adam": (Adam, 1e-3, {"betas": (0.9, 0.999), "eps": 1e-7}),
-    "adamw": (AdamW, 1e-3, {"betas": (0.9, 0.999), "eps": 1e-7, "weight_decay": 0.004}),
-    "sgd": (SGD, 1e-2, {"momentum": 0.0}),
-}
-SCHEDULES = ("constant", "onecycle")
+from cnnlab.models import as_model_input
+from cnnlab.optimizers import OPTIMIZERS, SCHEDULES, learning_rate, make_optimizer
 
 
 class TrainingInterrupted(Exception):
@@ -146,29 +136,6 @@ def tune_cpu(threads: int) -> None:
     mallopt(m_trim_threshold, 1 << 30)
 
 
-def make_optimizer(model, config: TrainConfig):
-    optimizer_class, default_lr, defaults = OPTIMIZERS[config.optimizer]
-    options = dict(defaults)
-    if config.momentum is not None and config.optimizer == "sgd":
-        options["momentum"] = config.momentum
-    if config.weight_decay is not None:
-        options["weight_decay"] = config.weight_decay
-    if config.betas is not None and "betas" in options:
-        options["betas"] = tuple(config.betas)
-    # one fused kernel over all parameters where torch has one (about 3x faster than foreach for Adam on a CPU);
-    # KerasRMSprop always uses foreach kernels
-    kernel = {} if optimizer_class is KerasRMSprop else {"fused": True}
-    return optimizer_class(model.parameters(), lr=config.lr or default_lr, **kernel, **options)
-
-
-def learning_rate(config: TrainConfig, base: float, step: int, total_steps: int) -> float:
-    """'constant', or 'onecycle': linear warm-up to ``base`` over the first 25% of steps, then linear decay to 0."""
-    if config.schedule == "constant":
-        return base
-    peak = max(1, int(0.25 * total_steps))
-    return base * (step + 1) / peak if step < peak else base * max(0.0, (total_steps - step) / (total_steps - peak))
-
-
 def split_validation(images, labels, fraction: float):
     """Keras's rule: the last ``fraction`` of the arrays, before any shuffling."""
     split_at = int(math.floor(len(images) * (1.0 - fraction)))
@@ -259,7 +226,7 @@ def fit(model, train_data, validation=None, config: TrainConfig | None = None, *
                 batch_images = augmentation.apply(batch_images, choices[world.rank::world.size])
             inputs, targets = as_model_input(batch_images), labels[index]  # (B, C, H, W), (B,)
             for group in optimizer.param_groups:
-                group["lr"] = learning_rate(config, base_lr, progress.global_step, steps_per_epoch * config.epochs)
+                group["lr"] = learning_rate(config.schedule, base_lr, progress.global_step, steps_per_epoch * config.epochs)
             with autocast(device, config.precision):
                 logits = net(inputs)
                 losses = F.cross_entropy(logits.float(), targets, reduction="none", label_smoothing=config.label_smoothing)
