@@ -116,8 +116,8 @@ def test_filter_help_explains_cross_correlation_and_lists_every_kernel(run_cli):
 
 
 @pytest.mark.parametrize(("args", "code", "message"), [
-    (["filter", "missing.png", "--kernel", "box"], 1, "cnnlab: error: missing.png: no such file"),
-    (["filter", "notes.png", "--kernel", "box"], 1, "notes.png: not an image Pillow can read"),
+    (["filter", "missing.png", "--kernel", "box"], 1, "cnnlab: error: missing.png: cannot read it (No such file"),
+    (["filter", "notes.png", "--kernel", "box"], 1, "notes.png: not an image cnnlab can read"),
     (["filter", "--kernel", "identity", "--kernel-size", "4"], 1, "identity needs an odd size"),
     (["filter", "--kernel", "sobel-x", "--kernel-size", "5"], 1, "sobel-x is a fixed 3×3 kernel"),
     (["filter", "--kernel", "1,2;3"], 1, "--kernel '1,2;3': its rows have 2, 1 values"),

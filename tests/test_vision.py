@@ -321,14 +321,19 @@ def test_load_image_gray_colour_and_alpha(tmp_path):
 
 def test_load_image_errors_name_the_file(tmp_path, monkeypatch):
     (tmp_path / "notes.png").write_text("not a picture")
-    with pytest.raises(CnnlabError, match="missing.png: no such file"):
+    with pytest.raises(CnnlabError, match=r"missing.png: cannot read it \(No such file or directory\)"):
         vision.load_image(tmp_path / "missing.png")
-    with pytest.raises(CnnlabError, match="notes.png: not an image Pillow can read"):
+    with pytest.raises(CnnlabError, match="notes.png: not an image cnnlab can read; use PNG, JPEG"):
         vision.load_image(tmp_path / "notes.png")
     Image.new("L", (10, 10)).save(tmp_path / "big.png")
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 40)  # 100 pixels > twice the limit: a "bomb"
-    with pytest.raises(CnnlabError, match="big.png: the image exceeds Pillow's pixel limit"):
+    with pytest.raises(CnnlabError, match="big.png: too many pixels .*a possible decompression bomb"):
         vision.load_image(tmp_path / "big.png")
+
+
+def test_load_image_keeps_the_full_size(tmp_path):
+    Image.new("L", (1500, 40), 128).save(tmp_path / "wide.png")  # wider than the predictor's working side
+    assert vision.load_image(tmp_path / "wide.png").shape == (40, 1500)
 
 
 def test_random_colour_image_is_seeded():

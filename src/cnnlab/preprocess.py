@@ -56,8 +56,9 @@ class Prediction:
 
 # --- reading pictures ----------------------------------------------------------------------------
 
-def open_image(source: str | Path | bytes, name: str | None = None) -> Image.Image:
-    """Decode a PNG, JPEG, BMP, GIF or WebP (a path or its bytes), reduced to at most WORKING_SIDE a side.
+def open_image(source: str | Path | bytes, name: str | None = None, max_side: int | None = WORKING_SIDE) -> Image.Image:
+    """Decode a PNG, JPEG, BMP, GIF or WebP (a path or its bytes), reduced to at most ``max_side`` a side
+    (None: full size), upright as the camera saw it, 8 bits per channel.
 
     Every problem is a CnnlabError naming ``name`` (default: the path): not an image, damaged, too many pixels.
     """
@@ -70,9 +71,11 @@ def open_image(source: str | Path | bytes, name: str | None = None) -> Image.Ima
                 width, height = image.size
                 if width * height > MAX_PIXELS:
                     raise Image.DecompressionBombError(f"{width}×{height} pixels")
-                image.draft(image.mode, (WORKING_SIDE, WORKING_SIDE))  # JPEG: decode at a reduced scale, fast
-                image = _eight_bit(ImageOps.exif_transpose(image))  # phone photos: upright as the camera saw them
-                image.thumbnail((WORKING_SIDE, WORKING_SIDE), Image.Resampling.LANCZOS)
+                if max_side is not None:
+                    image.draft(image.mode, (max_side, max_side))  # JPEG: decode at a reduced scale, fast
+                image = _eight_bit(ImageOps.exif_transpose(image))  # a copy, decoded: phone photos made upright
+                if max_side is not None:
+                    image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
                 return image
         except UnidentifiedImageError:
             raise CnnlabError(f"{name}: not an image cnnlab can read; use {', '.join(IMAGE_FORMATS)}") from None

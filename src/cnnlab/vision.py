@@ -17,18 +17,18 @@ from __future__ import annotations
 
 import io
 import math
-import warnings
 from pathlib import Path
 
 import numpy as np
 from matplotlib import cbook
 from matplotlib.figure import Figure
 from numpy.lib.stride_tricks import sliding_window_view
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from cnnlab.errors import CnnlabError
 from cnnlab.modelio import write_atomic
 from cnnlab.plots import save_figure
+from cnnlab.preprocess import open_image
 
 PADDINGS = ("valid", "same")
 POOLS = ("max", "avg")
@@ -263,23 +263,10 @@ def _read_kernel_file(path: Path) -> np.ndarray:
 
 
 def load_image(path) -> np.ndarray:
-    """An image file as float32 in [0, 1]: (H, W) if grayscale, else (H, W, 3) (alpha dropped)."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)  # Pillow decodes up to 2× its limit, warning
-            with Image.open(path) as picture:
-                gray = picture.getbands() in (("1",), ("L",), ("L", "A"), ("I",), ("F",))
-                pixels = np.asarray(picture.convert("L" if gray else "RGB"))  # 8 bits per channel
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise CnnlabError(f"{path}: the image exceeds Pillow's pixel limit ({Image.MAX_IMAGE_PIXELS:,} pixels), "
-                          "a possible decompression bomb; use a smaller image") from None
-    except FileNotFoundError:
-        raise CnnlabError(f"{path}: no such file; check the path") from None
-    except UnidentifiedImageError:
-        raise CnnlabError(f"{path}: not an image Pillow can read; give a PNG, JPEG or other image") from None
-    except (OSError, ValueError, SyntaxError) as problem:  # unreadable, truncated or corrupt
-        raise CnnlabError(f"{path}: cannot read the image ({problem}); give another image file") from None
-    return pixels.astype(np.float32) / 255.0
+    """An image file at full size as float32 in [0, 1]: (H, W) if grayscale, else (H, W, 3) (alpha dropped)."""
+    picture = open_image(path, max_side=None)  # the one reader, and its checks, of every picture cnnlab opens
+    gray = picture.getbands() in (("1",), ("L",), ("L", "A"), ("I",), ("F",))
+    return np.asarray(picture.convert("L" if gray else "RGB")).astype(np.float32) / 255.0
 
 
 def default_photo(size: int = 512) -> np.ndarray:
