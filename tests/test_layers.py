@@ -119,6 +119,7 @@ def test_last_softmax_is_left_to_predict_proba():
     (lambda: L.Dense(10, activation="softmaxx"), "Received: activation='softmaxx'"),
     (lambda: L.Dropout(1.0), "Received: rate=1.0"),
     (lambda: L.MaxPool2D(-1), "Received: pool_size=-1"),
+    (lambda: L.MaxPool2D(1, strides=10**12), "from 1 to 65536 or a pair of them. Received: strides=1000000000000"),
 ])
 def test_layers_say_what_they_received(make, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):

@@ -35,17 +35,19 @@ ACTIVATIONS = {
 PADDINGS = ("valid", "same")
 
 
-def _pair(value, argument: str, layer: str, minimum: int = 1) -> tuple[int, int]:
-    """An int or a pair of ints, each >= minimum, as a (rows, cols) tuple."""
+MAX_WINDOW = 2**16  # kernel, pool and stride sides: beyond any picture's side, and within torch's 32-bit sizes
+
+
+def _pair(value, argument: str, layer: str) -> tuple[int, int]:
+    """An int or a pair of ints, each in [1, MAX_WINDOW], as a (rows, cols) tuple."""
     pair = (value, value) if isinstance(value, int) else tuple(value) if isinstance(value, (list, tuple)) else None
     if (
         pair is None
         or len(pair) != 2
-        or not all(isinstance(v, int) and not isinstance(v, bool) and v >= minimum for v in pair)
+        or not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_WINDOW for v in pair)
     ):
-        raise ValueError(
-            f"{layer}: {argument} must be an integer >= {minimum} or a pair of them. Received: {argument}={value!r}"
-        )
+        raise ValueError(f"{layer}: {argument} must be an integer from 1 to {MAX_WINDOW} or a pair of them. "
+                         f"Received: {argument}={value!r}")
     return pair
 
 
