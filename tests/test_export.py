@@ -87,3 +87,12 @@ def test_a_missing_onnx_extra_says_how_to_install_it(trained_run, tmp_path, monk
     with pytest.raises(CnnlabError, match=r"pip install 'cnnlab\[onnx\]'"):
         export_onnx(cnnlab.load(trained_run), tmp_path / "model.onnx")
     assert not (tmp_path / "model.onnx").exists()
+
+
+def test_dense_layers_export_as_matrix_products(exported):
+    """On the CPU large Dense layers run as oneDNN convolutions; the exported graph keeps them plain Gemm nodes."""
+    model, path, _ = exported
+    operators = [node.op_type for node in onnx.load(str(path)).graph.node]
+    dense_layers = [layer for layer in model.layers if isinstance(layer, cnnlab.Dense)]
+    assert operators.count("Gemm") == len(dense_layers) == 2
+    assert operators.count("Conv") == 1  # the course CNN's one Conv2D

@@ -298,7 +298,8 @@ class Dense(Layer):
         return (self.units,)
 
     def forward(self, x):  # (B, F) -> (B, units)
-        if self.linear.weight.numel() >= ONEDNN_DENSE_MIN_WEIGHTS and x.device.type == "cpu" and not torch.compiler.is_compiling():
+        on_onednn = x.device.type == "cpu" and self.linear.weight.numel() >= ONEDNN_DENSE_MIN_WEIGHTS
+        if on_onednn and not torch.compiler.is_compiling():  # exported graphs (ONNX) keep the plain product
             return self.activate(_dense_by_onednn(x, self.linear.weight, self.linear.bias))
         return self.activate(self.linear(x))
 

@@ -37,8 +37,7 @@ import torch.nn.functional as F
 
 from cnnlab import distributed
 from cnnlab.augment import parse_augment
-from cnnlab.checkpoint import FILE as CHECKPOINT
-from cnnlab.checkpoint import Progress, load_checkpoint, save_checkpoint
+from cnnlab.checkpoint import FILE as CHECKPOINT, Progress, load_checkpoint, save_checkpoint
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluate import PRECISIONS, autocast, evaluate
 from cnnlab.modelio import save, write_atomic, write_json
