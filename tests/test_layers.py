@@ -135,8 +135,8 @@ def test_impossible_shapes_are_refused():
 
 def test_large_dense_layers_on_the_cpu_compute_what_linear_computes(monkeypatch):
     """Above ONEDNN_DENSE_MIN_WEIGHTS a Dense runs as a whole-input convolution: same outputs and gradients."""
-    calls, by_onednn = [], L._dense_by_onednn
-    monkeypatch.setattr(L, "_dense_by_onednn", lambda *args: calls.append(1) or by_onednn(*args))
+    calls, by_onednn = [], L.dense_by_onednn
+    monkeypatch.setattr(L, "dense_by_onednn", lambda *args: calls.append(1) or by_onednn(*args))
     torch.manual_seed(0)
     layer = L.Dense(128, activation="relu")
     layer.build((1000,))

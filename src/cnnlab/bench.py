@@ -62,12 +62,12 @@ def gemm_rates(size: int = GEMM_SIZE, repeats: int = 10) -> dict[str, float]:
     """float32 FLOP/s of a (size × size) matrix product, the best of ``repeats`` timings, by each library torch
     calls: MKL (``torch.mm``) and oneDNN (the product as a whole-input convolution, as cnnlab's large Dense layers
     run it). On AMD processors MKL takes its AVX2 path and oneDNN its AVX-512 one, so the two can differ by 2x."""
-    from cnnlab.layers import _dense_by_onednn
+    from cnnlab.layers import dense_by_onednn
 
     left, right = torch.randn(size, size), torch.randn(size, size)
     product = torch.empty(size, size)
     products = {"torch.mm": lambda: torch.mm(left, right, out=product),
-                "onednn": lambda: _dense_by_onednn(left, right, None)}
+                "onednn": lambda: dense_by_onednn(left, right, None)}
     rates = {}
     with torch.no_grad():
         for library, multiply in products.items():

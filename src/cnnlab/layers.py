@@ -269,7 +269,7 @@ class Flatten(Layer):
 ONEDNN_DENSE_MIN_WEIGHTS = 100_000
 
 
-def _dense_by_onednn(x, weight, bias):  # (B, F), (units, F) -> (B, units)
+def dense_by_onednn(x, weight, bias):  # (B, F), (units, F) -> (B, units)
     rows = x.reshape(x.shape[0], 1, 1, -1)  # (B, 1, 1, F): one channel, one row
     kernel = weight.view(weight.shape[0], 1, 1, -1)  # (units, 1, 1, F)
     return F.conv2d(rows, kernel, bias).flatten(1)
@@ -300,7 +300,7 @@ class Dense(Layer):
     def forward(self, x):  # (B, F) -> (B, units)
         on_onednn = x.device.type == "cpu" and self.linear.weight.numel() >= ONEDNN_DENSE_MIN_WEIGHTS
         if on_onednn and not torch.compiler.is_compiling():  # exported graphs (ONNX) keep the plain product
-            return self.activate(_dense_by_onednn(x, self.linear.weight, self.linear.bias))
+            return self.activate(dense_by_onednn(x, self.linear.weight, self.linear.bias))
         return self.activate(self.linear(x))
 
     def get_config(self):

@@ -205,6 +205,7 @@ def fit(model, train_data, validation=None, config: TrainConfig | None = None, *
     steps_per_epoch = math.ceil(count / batch)
     base_lr = config.lr or OPTIMIZERS[config.optimizer][1]
     augmentation = parse_augment(config.augment)
+    mixed_precision = autocast(device, config.precision)  # reusable: entered once a step
     live = verbose and os.isatty(2)
     for epoch in range(progress.epoch, config.epochs):
         model.train()
@@ -226,7 +227,7 @@ def fit(model, train_data, validation=None, config: TrainConfig | None = None, *
             inputs, targets = as_model_input(batch_images), labels[index]  # (B, C, H, W), (B,)
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(config.schedule, base_lr, progress.global_step, steps_per_epoch * config.epochs)
-            with autocast(device, config.precision):
+            with mixed_precision:
                 logits = net(inputs)
                 losses = F.cross_entropy(logits.float(), targets, reduction="none", label_smoothing=config.label_smoothing)
                 # this process's part of the batch's mean loss; DDP divides the summed gradients by the processes
