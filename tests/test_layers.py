@@ -116,6 +116,7 @@ def test_last_softmax_is_left_to_predict_proba():
     (lambda: L.Conv2D(8, (3, 0)), "Received: kernel_size=(3, 0)"),
     (lambda: L.Conv2D(8, 3, strides=0), "Received: strides=0"),
     (lambda: L.Conv2D(8, 3, padding="full"), "Received: padding='full'"),
+    (lambda: L.Conv2D(8, 3, use_bias="false"), "use_bias must be True or False. Received: use_bias='false'"),
     (lambda: L.Dense(10, activation="softmaxx"), "Received: activation='softmaxx'"),
     (lambda: L.Dropout(1.0), "Received: rate=1.0"),
     (lambda: L.MaxPool2D(-1), "Received: pool_size=-1"),

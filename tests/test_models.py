@@ -54,6 +54,7 @@ def test_one_line_spec_reads_keywords_sizes_and_options():
     assert [layer["type"] for layer in spec["layers"]] == ["Conv2D", "AvgPool2D", "GlobalAveragePooling2D",
                                                            "Dropout", "Dense"]
     assert parse_model("input(32,32,3)-conv(16,5x3,same,relu,strides=2)-avgpool(2)-gap-dense(10)").output_shape == (10,)
+    assert parse_spec_line("input(8,8,1)-conv(4,3,use_bias=false)")["layers"][0]["use_bias"] is False
 
 
 @pytest.mark.parametrize("text, message", [

@@ -26,6 +26,7 @@ from datetime import datetime, timezone
 
 import torch
 
+from cnnlab import kernels
 from cnnlab.errors import CnnlabError
 
 COURSE_FIT = {"epochs": 2, "batch_size": 128, "optimizer": "rmsprop", "validation_split": 0.3}
@@ -198,7 +199,8 @@ def run_bench(model_name: str = "cnn", compare: str | None = None, epochs: int =
                                        textbook["val_accuracy"], textbook["peak_rss_mb"])
         figures["textbook_over_engine"] = round(textbook["seconds"] / engine["seconds"], 2)
     figures.update(date=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), machine=machine(),
-                   torch=torch.__version__, load_average=round(os.getloadavg()[0], 2))
+                   torch=torch.__version__, load_average=round(os.getloadavg()[0], 2),
+                   compiled_kernels=kernels.status())
     return figures
 
 
@@ -221,8 +223,8 @@ def format_bench(figures: dict) -> str:
                  f"{figures['floor_seconds_per_epoch']:.2f} s/epoch")
     if "textbook_over_engine" in figures:
         lines.append(f"textbook loop / cnnlab engine: {figures['textbook_over_engine']:.1f}× the time")
-    lines.append(f"{figures['machine']}, torch {figures['torch']}, load average {figures['load_average']}, "
-                 f"{figures['date']}")
+    lines.append(f"{figures['machine']}, torch {figures['torch']}, compiled kernels {figures['compiled_kernels']}, "
+                 f"load average {figures['load_average']}, {figures['date']}")
     return "\n".join(lines)
 
 

@@ -58,6 +58,12 @@ def _activation(name, layer: str) -> str:
     return name
 
 
+def _flag(value, argument: str, layer: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{layer}: {argument} must be True or False. Received: {argument}={value!r}")
+    return value
+
+
 def _padding(padding, layer: str) -> str:
     if padding not in PADDINGS:
         raise ValueError(f"{layer}: padding must be 'valid' or 'same'. Received: padding={padding!r}")
@@ -153,7 +159,7 @@ class Conv2D(Layer):
         self.strides = _pair(strides, "strides", "Conv2D")
         self.padding = _padding(padding, "Conv2D")
         self.activation = _activation(activation, "Conv2D")
-        self.use_bias = bool(use_bias)
+        self.use_bias = _flag(use_bias, "use_bias", "Conv2D")
         self.pad: tuple[int, int, int, int] | None = None  # (left, right, top, bottom) when asymmetric
 
     def _build(self, input_shape):
@@ -284,7 +290,7 @@ class Dense(Layer):
             raise ValueError(f"Dense: units must be a positive integer. Received: units={units!r}")
         self.units = units
         self.activation = _activation(activation, "Dense")
-        self.use_bias = bool(use_bias)
+        self.use_bias = _flag(use_bias, "use_bias", "Dense")
 
     def _build(self, input_shape):
         if len(input_shape) != 1:

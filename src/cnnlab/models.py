@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from cnnlab import kernels
 from cnnlab.errors import CnnlabError
 from cnnlab.layers import ACTIVATIONS, LAYER_ALIASES, LAYER_TYPES, PADDINGS, Input, Layer
 
@@ -44,6 +45,7 @@ class Sequential(nn.Module):
         self.layers = nn.ModuleList()
         self.input_shape: tuple[int, ...] | None = Input(input_shape).shape if input_shape is not None else None
         self.class_names: list[str] | None = None  # set when loaded from a run
+        self._fusions: dict | None = None  # layer index -> compiled kernel for the layers from there (cnnlab.kernels)
         self.dataset: str | None = None
         for layer in layers:
             self.add(layer)
@@ -71,6 +73,7 @@ class Sequential(nn.Module):
             previous = self.layers[-1].output_shape if len(self.layers) else self.input_shape
             layer.build(previous)
         self.layers.append(layer)
+        self._fusions = None
         self._mark_logits()
 
     def _mark_logits(self) -> None:
@@ -84,8 +87,15 @@ class Sequential(nn.Module):
         return self.layers[-1].output_shape if len(self.layers) else self.input_shape
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> logits (B, classes)
-        for layer in self.layers:
-            x = layer(x)
+        if self._fusions is None:
+            self._fusions = kernels.find_conv_pools(self.layers)
+        index = 0
+        while index < len(self.layers):
+            fused = self._fusions.get(index)
+            if fused is not None and fused.applies(x):  # same numbers, one pass (cnnlab.kernels)
+                x, index = fused(x), index + fused.span
+            else:
+                x, index = self.layers[index](x), index + 1
         return x
 
     @torch.inference_mode()
@@ -154,7 +164,9 @@ _LAYER = re.compile(r"^([a-z_]+)(?:\((.*)\))?$")
 
 
 def _value(text: str):
-    """'3' -> 3, '0.4' -> 0.4, '5x3' -> [5, 3], anything else stays a word."""
+    """'3' -> 3, '0.4' -> 0.4, '5x3' -> [5, 3], 'true'/'false' -> True/False, anything else stays a word."""
+    if text in ("true", "false"):
+        return text == "true"
     if re.fullmatch(r"\d+x\d+", text):
         return [int(part) for part in text.split("x")]
     for kind in (int, float):

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import torch
 
+from cnnlab import kernels
+
 
 def _unguarded(function):
     return getattr(function, "__wrapped__", function)
@@ -63,16 +65,22 @@ class KerasRMSprop(_WithoutCompileGuards, torch.optim.Optimizer):
             if not params:
                 continue
             grads = [p.grad for p in params]
-            if group["weight_decay"]:
-                grads = torch._foreach_add(grads, params, alpha=group["weight_decay"])
             velocities = []
             for p in params:
                 state = self.state[p]
                 if "velocity" not in state:  # "step" counts updates, as torch's optimizers (and Keras's iterations) do
                     state["step"] = torch.tensor(0.0)
                     state["velocity"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                elif state["velocity"].stride() != p.stride():  # loaded from a checkpoint: back to the weight's layout
+                    state["velocity"] = torch.empty_like(p).copy_(state["velocity"])
                 state["step"] += 1
                 velocities.append(state["velocity"])
+            if kernels.rmsprop_applies(params, grads, velocities):  # one pass over each weight instead of five
+                kernels.rmsprop_step(params, grads, velocities, group["lr"], group["rho"], group["epsilon"],
+                                     group["weight_decay"])
+                continue
+            if group["weight_decay"]:
+                grads = torch._foreach_add(grads, params, alpha=group["weight_decay"])
             torch._foreach_mul_(velocities, group["rho"])
             torch._foreach_addcmul_(velocities, grads, grads, value=1 - group["rho"])
             denominators = torch._foreach_add(velocities, group["epsilon"])

@@ -1,0 +1,37 @@
+"""Builds cnnlab's compiled CPU kernels (cnnlab._kernels) next to the pure-Python package.
+
+pyproject.toml holds the project's metadata; this file only adds the extension. It compiles against
+the torch already installed, so install with ``pip install --no-build-isolation`` after torch
+(scripts/setup.sh does). Without torch in the build environment, or without a C++ compiler, cnnlab
+installs without the kernels and trains with torch's own operators (``cnnlab bench`` says which).
+"""
+
+from setuptools import setup
+
+
+def compiled_kernels() -> dict:
+    try:
+        from torch.utils.cpp_extension import BuildExtension, CppExtension
+    except ImportError:
+        print("cnnlab: torch is not importable here, so the compiled kernels are skipped; "
+              "install torch first, then cnnlab with pip install --no-build-isolation")
+        return {}
+    class BuildOptionalExtension(BuildExtension):
+        def run(self):
+            try:
+                super().run()
+            except Exception as error:  # torch's compiler checks and ninja builds raise errors of their own
+                print(f"cnnlab: the compiled kernels did not build ({error}); cnnlab works without them, "
+                      "with torch's own operators")
+
+    kernels = CppExtension(
+        "cnnlab._kernels",
+        ["src/cnnlab/csrc/kernels.cpp"],
+        # -fno-math-errno lets sqrt vectorise; -fopenmp makes at::parallel_for use torch's threads
+        extra_compile_args=["-O3", "-fno-math-errno", "-fopenmp"],
+        extra_link_args=["-fopenmp"],
+    )
+    return {"ext_modules": [kernels], "cmdclass": {"build_ext": BuildOptionalExtension}}
+
+
+setup(**compiled_kernels())

@@ -1,0 +1,237 @@
+// cnnlab's compiled CPU kernels, loaded by cnnlab/kernels.py as the module cnnlab._kernels.
+//
+// 1. A first convolution fused with the 2x2 max-pool after it (and the ReLU around them). On MNIST
+//    the course CNN's first convolution makes 26x26x32 floats per image only for the pool to keep a
+//    quarter of them; torch runs them as three passes over those 11 MB a batch (convolution, pool,
+//    pool's backward with its zero fill). Here each pooled pixel computes its four candidates in
+//    registers and keeps the largest and which one won (one byte), so the big map never exists.
+//    The input needs no gradient (it is the model's input), so the backward pass only sums the
+//    kernel's and the bias's gradients.
+// 2. Keras's RMSprop step in one pass over each parameter, where torch's foreach kernels take five.
+//
+// Layouts: images (B, H, W, C) contiguous, i.e. torch's channels_last; kernels (taps, filters) with
+// taps = KH*KW*C in (ky, kx, c) order. Vectors are GCC's vector extensions; target_clones compiles
+// each hot function for AVX-512, AVX2 and plain x86-64 and picks one when the module loads.
+
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define CPU_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define CPU_CLONES
+#endif
+#define INLINE inline __attribute__((always_inline))
+
+typedef float f8 __attribute__((vector_size(32), aligned(4)));   // 8 floats; aligned(4): any float address
+typedef float f16 __attribute__((vector_size(64), aligned(4)));  // 16 floats
+typedef uint8_t u8x8 __attribute__((vector_size(8), aligned(1)));  // which candidate won, a byte per filter
+typedef uint8_t u8x16 __attribute__((vector_size(16), aligned(1)));
+template <typename V> struct Bytes;
+template <> struct Bytes<f8> { typedef u8x8 type; };
+template <> struct Bytes<f16> { typedef u8x16 type; };
+
+namespace {
+
+struct ConvPool {
+  int64_t height, width, channels;  // input image (H, W, C)
+  int64_t filters, pooled_h, pooled_w;
+  bool relu;
+  std::vector<int64_t> taps;  // offset of each kernel tap from the window's top-left, in floats
+  int64_t corners[4];         // offsets of a pooled pixel's four candidates from its top-left input pixel
+};
+
+ConvPool describe(const torch::Tensor& input, int64_t kernel_h, int64_t kernel_w, int64_t filters, bool relu) {
+  const int64_t height = input.size(1), width = input.size(2), channels = input.size(3);
+  ConvPool s{height, width, channels, filters, (height - kernel_h + 1) / 2, (width - kernel_w + 1) / 2, relu, {},
+             {0, channels, width * channels, (width + 1) * channels}};
+  for (int64_t ky = 0; ky < kernel_h; ++ky)
+    for (int64_t kx = 0; kx < kernel_w; ++kx)
+      for (int64_t c = 0; c < channels; ++c) s.taps.push_back((ky * width + kx) * channels + c);
+  return s;
+}
+
+// visit(window, pixel, x) for every pooled pixel of rows [begin, end) (a row is image b's pooled row pi,
+// b * pooled_h + pi): window points at its top-left input value, pixel is its offset in the
+// (B, H', W', filters) output, and x(t, v) fills v[4] with kernel tap t's input at the four candidates.
+template <typename Visit>
+INLINE void for_each_pooled_pixel(const ConvPool& s, const float* input, int64_t begin, int64_t end, Visit visit) {
+  for (int64_t row = begin; row < end; ++row) {
+    const int64_t b = row / s.pooled_h, pi = row % s.pooled_h;
+    for (int64_t pj = 0; pj < s.pooled_w; ++pj) {
+      const float* window = input + ((b * s.height + 2 * pi) * s.width + 2 * pj) * s.channels;
+      visit((row * s.pooled_w + pj) * s.filters, [&](int64_t t, float v[4]) {
+        const float* at = window + s.taps[t];
+        for (int q = 0; q < 4; ++q) v[q] = at[s.corners[q]];
+      });
+    }
+  }
+}
+
+template <typename V, int NV>
+INLINE void forward_rows(const ConvPool& s, const float* input, const float* kernel, const float* bias,
+                         float* out, uint8_t* which, int64_t begin, int64_t end) {
+  constexpr int lanes = sizeof(V) / 4;
+  const int64_t taps = s.taps.size();
+  for_each_pooled_pixel(s, input, begin, end, [&](int64_t pixel, auto tap_inputs) {
+    V sums[4][NV] = {};  // the convolution at the four candidates, all filters
+    for (int64_t t = 0; t < taps; ++t) {
+      float x[4];
+      tap_inputs(t, x);
+      const V* k = (const V*)(kernel + t * s.filters);
+      for (int j = 0; j < NV; ++j)
+        for (int q = 0; q < 4; ++q) sums[q][j] += x[q] * k[j];
+    }
+    V best[NV], winner[NV];
+    for (int j = 0; j < NV; ++j) best[j] = sums[0][j], winner[j] = V{};
+    for (int q = 1; q < 4; ++q)  // strictly larger: ties go to the first candidate, as in torch's max_pool2d
+      for (int j = 0; j < NV; ++j) {
+        const auto larger = sums[q][j] > best[j];
+        best[j] = larger ? sums[q][j] : best[j];
+        winner[j] = larger ? V{} + (float)q : winner[j];
+      }
+    for (int j = 0; j < NV; ++j) {
+      V value = best[j] + ((const V*)bias)[j];  // one bias per filter: adding it after the max is the same
+      if (s.relu) value = value > 0.f ? value : V{};
+      *(V*)(out + pixel + j * lanes) = value;
+      *(typename Bytes<V>::type*)(which + pixel + j * lanes) = __builtin_convertvector(winner[j], typename Bytes<V>::type);
+    }
+  });
+}
+
+// Adds rows [begin, end)'s share of the kernel's gradient (taps, filters) and the bias's (filters).
+template <typename V, int NV>
+INLINE void backward_rows(const ConvPool& s, const float* input, const float* grad, const float* out,
+                          const uint8_t* which, float* grad_kernel, float* grad_bias, int64_t begin, int64_t end) {
+  constexpr int lanes = sizeof(V) / 4;
+  const int64_t taps = s.taps.size();
+  for_each_pooled_pixel(s, input, begin, end, [&](int64_t pixel, auto tap_inputs) {
+    V routed[4][NV];  // the pixel's gradient, sent to the candidate that won the max
+    for (int j = 0; j < NV; ++j) {
+      V g = *(const V*)(grad + pixel + j * lanes);
+      if (s.relu) g = *(const V*)(out + pixel + j * lanes) > 0.f ? g : V{};
+      ((V*)grad_bias)[j] += g;
+      const V won = __builtin_convertvector(*(const typename Bytes<V>::type*)(which + pixel + j * lanes), V);
+      for (int q = 0; q < 4; ++q) routed[q][j] = won == (float)q ? g : V{};
+    }
+    for (int64_t t = 0; t < taps; ++t) {
+      float x[4];
+      tap_inputs(t, x);
+      V* k = (V*)(grad_kernel + t * s.filters);
+      for (int j = 0; j < NV; ++j)
+        k[j] += (x[0] * routed[0][j] + x[1] * routed[1][j]) + (x[2] * routed[2][j] + x[3] * routed[3][j]);
+    }
+  });
+}
+
+// One switch per direction picks the vector width and count for the number of filters; the
+// templates inline into these two functions, which target_clones compiles per instruction set.
+#define FOR_FILTERS(call)                                        \
+  switch (s.filters) {                                           \
+    case 8: call(f8, 1); break;                                  \
+    case 16: call(f16, 1); break;                                \
+    case 24: call(f8, 3); break;                                 \
+    case 32: call(f16, 2); break;                                \
+    case 48: call(f16, 3); break;                                \
+    case 64: call(f16, 4); break;                                \
+    default: TORCH_CHECK(false, "conv_pool: unsupported filter count ", s.filters); \
+  }
+
+CPU_CLONES void forward_range(const ConvPool& s, const float* input, const float* kernel, const float* bias,
+                              float* out, uint8_t* which, int64_t begin, int64_t end) {
+#define FORWARD(V, NV) forward_rows<V, NV>(s, input, kernel, bias, out, which, begin, end)
+  FOR_FILTERS(FORWARD)
+}
+
+CPU_CLONES void backward_range(const ConvPool& s, const float* input, const float* grad, const float* out,
+                               const uint8_t* which, float* grad_kernel, float* grad_bias, int64_t begin,
+                               int64_t end) {
+#define BACKWARD(V, NV) backward_rows<V, NV>(s, input, grad, out, which, grad_kernel, grad_bias, begin, end)
+  FOR_FILTERS(BACKWARD)
+}
+
+CPU_CLONES void rmsprop_range(float* __restrict param, const float* __restrict grad, float* __restrict velocity,
+                              int64_t begin, int64_t end, float lr, float rho, float epsilon, float weight_decay) {
+  for (int64_t i = begin; i < end; ++i) {
+    const float g = grad[i] + weight_decay * param[i];
+    const float v = rho * velocity[i] + (1.f - rho) * g * g;
+    velocity[i] = v;
+    param[i] -= lr * g / std::sqrt(v + epsilon);
+  }
+}
+
+void check_float(const torch::Tensor& t, const char* what) {
+  TORCH_CHECK(t.device().is_cpu() && t.scalar_type() == torch::kFloat && t.is_contiguous(),
+              what, ": expected a contiguous float32 CPU tensor");
+}
+
+constexpr int64_t ROWS_PER_TASK = 16;  // pooled rows: 16 x 13 pixels x 32 filters ~ 27 KB of output
+
+}  // namespace
+
+// input (B, H, W, C), kernel (taps, filters), bias (filters) -> out (B, H', W', filters), which (same, uint8)
+std::vector<torch::Tensor> conv_pool_forward(torch::Tensor input, torch::Tensor kernel, torch::Tensor bias,
+                                             int64_t kernel_h, int64_t kernel_w, bool relu) {
+  check_float(input, "input"), check_float(kernel, "kernel"), check_float(bias, "bias");
+  const ConvPool s = describe(input, kernel_h, kernel_w, kernel.size(1), relu);
+  TORCH_CHECK(kernel.size(0) == (int64_t)s.taps.size() && bias.numel() == s.filters, "conv_pool: shapes disagree");
+  const int64_t batch = input.size(0);
+  auto out = torch::empty({batch, s.pooled_h, s.pooled_w, s.filters}, input.options());
+  auto which = torch::empty({batch, s.pooled_h, s.pooled_w, s.filters}, input.options().dtype(torch::kUInt8));
+  const float *in = input.data_ptr<float>(), *k = kernel.data_ptr<float>(), *b = bias.data_ptr<float>();
+  float* o = out.data_ptr<float>();
+  uint8_t* w = which.data_ptr<uint8_t>();
+  at::parallel_for(0, batch * s.pooled_h, ROWS_PER_TASK, [&](int64_t begin, int64_t end) {
+    forward_range(s, in, k, b, o, w, begin, end);
+  });
+  return {out, which};
+}
+
+// grad, out (B, H', W', filters), input (B, H, W, C), which -> grad_kernel (taps, filters), grad_bias (filters)
+std::vector<torch::Tensor> conv_pool_backward(torch::Tensor grad, torch::Tensor input, torch::Tensor out,
+                                              torch::Tensor which, int64_t kernel_h, int64_t kernel_w, bool relu) {
+  check_float(grad, "grad"), check_float(input, "input"), check_float(out, "out");
+  TORCH_CHECK(which.is_contiguous() && which.scalar_type() == torch::kUInt8 && grad.sizes() == out.sizes() &&
+              which.sizes() == out.sizes(), "conv_pool_backward: shapes disagree");
+  const ConvPool s = describe(input, kernel_h, kernel_w, out.size(3), relu);
+  const int64_t taps = s.taps.size(), batch = input.size(0);
+  // one (taps + 1, filters) block of partial sums per thread, added up at the end: no locks
+  auto partial = torch::zeros({at::get_num_threads(), taps + 1, s.filters}, input.options());
+  const float *in = input.data_ptr<float>(), *g = grad.data_ptr<float>(), *o = out.data_ptr<float>();
+  const uint8_t* w = which.data_ptr<uint8_t>();
+  float* sums = partial.data_ptr<float>();
+  at::parallel_for(0, batch * s.pooled_h, ROWS_PER_TASK, [&](int64_t begin, int64_t end) {
+    float* mine = sums + at::get_thread_num() * (taps + 1) * s.filters;
+    backward_range(s, in, g, o, w, mine, mine + taps * s.filters, begin, end);
+  });
+  auto total = partial.sum(0);  // (taps + 1, filters)
+  return {total.narrow(0, 0, taps), total.select(0, taps)};
+}
+
+// velocity = rho*velocity + (1-rho)*g^2;  param -= lr*g / sqrt(velocity + epsilon), g = grad + weight_decay*param
+void rmsprop_step(std::vector<torch::Tensor> params, std::vector<torch::Tensor> grads,
+                  std::vector<torch::Tensor> velocities, double lr, double rho, double epsilon, double weight_decay) {
+  TORCH_CHECK(params.size() == grads.size() && params.size() == velocities.size(), "rmsprop_step: list lengths differ");
+  for (size_t i = 0; i < params.size(); ++i) {
+    const auto &p = params[i], &g = grads[i], &v = velocities[i];
+    TORCH_CHECK(p.device().is_cpu() && p.scalar_type() == torch::kFloat && p.is_non_overlapping_and_dense() &&
+                g.scalar_type() == torch::kFloat && v.scalar_type() == torch::kFloat &&
+                g.strides() == p.strides() && v.strides() == p.strides() && g.sizes() == p.sizes(),
+                "rmsprop_step: parameter, gradient and velocity must be dense float32 CPU tensors with one layout");
+    float *param = p.data_ptr<float>(), *velocity = v.data_ptr<float>();
+    const float* gradient = g.data_ptr<float>();
+    at::parallel_for(0, p.numel(), 1 << 14, [&](int64_t begin, int64_t end) {
+      rmsprop_range(param, gradient, velocity, begin, end, lr, rho, epsilon, weight_decay);
+    });
+  }
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("conv_pool_forward", &conv_pool_forward);
+  m.def("conv_pool_backward", &conv_pool_backward);
+  m.def("rmsprop_step", &rmsprop_step);
+}

@@ -1,0 +1,101 @@
+"""cnnlab's compiled CPU kernels (``csrc/kernels.cpp``), and where a model may use them.
+
+Two places in the course's training step spend far more time than their arithmetic needs on a CPU:
+the first convolution with the 2×2 max-pool after it (the convolution's full-size output exists only
+to be pooled), and RMSprop (torch's foreach kernels pass over the weights five times). The compiled
+module fuses each into one pass. It is optional: setup.py builds it when a C++ compiler and torch are
+there, and without it every model runs on torch's own operators with the same results.
+
+``CNNLAB_KERNELS=off`` in the environment switches the kernels off (for side-by-side timings).
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from cnnlab.layers import Activation, Conv2D, MaxPool2D
+
+try:
+    from cnnlab import _kernels
+    WHY_OFF = "switched off by CNNLAB_KERNELS=off" if os.environ.get("CNNLAB_KERNELS") == "off" else None
+except ImportError as error:  # not built (no compiler, or torch missing at install) or built for another torch
+    _kernels, WHY_OFF = None, f"not built or not loadable ({error}); with a C++ compiler, run scripts/setup.sh again"
+
+FUSED_FILTERS = (8, 16, 24, 32, 48, 64)  # the filter counts kernels.cpp has vector code for
+MAX_TAPS = 64  # kernel rows × columns × input channels: a first layer's, not a deep layer's
+
+
+def status() -> str:
+    return "on" if WHY_OFF is None else f"off: {WHY_OFF}"
+
+
+class _ConvPoolFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias, relu: bool):  # x (B, C, H, W) channels_last -> (B, F, H', W') channels_last
+        images = x.permute(0, 2, 3, 1).contiguous()  # (B, H, W, C): a view when x is channels_last
+        kernel = weight.permute(2, 3, 1, 0).reshape(-1, weight.shape[0]).contiguous()  # (KH·KW·C, F)
+        out, which = _kernels.conv_pool_forward(images, kernel, bias, weight.shape[2], weight.shape[3], relu)
+        ctx.save_for_backward(images, out, which)
+        ctx.shape, ctx.relu, ctx.with_bias = weight.shape, relu, ctx.needs_input_grad[2]
+        return out.permute(0, 3, 1, 2)
+
+    @staticmethod
+    def backward(ctx, grad):  # grad (B, F, H', W') -> gradients of weight and bias (the input needs none)
+        images, out, which = ctx.saved_tensors
+        filters, channels, rows, columns = ctx.shape
+        grad_kernel, grad_bias = _kernels.conv_pool_backward(
+            grad.permute(0, 2, 3, 1).contiguous(), images, out, which, rows, columns, ctx.relu)
+        grad_weight = grad_kernel.reshape(rows, columns, channels, filters).permute(3, 2, 0, 1)
+        return None, grad_weight, grad_bias if ctx.with_bias else None, None
+
+
+class ConvPool:
+    """Conv2D (valid, stride 1) → MaxPool2D(2) [→ ReLU] as one kernel; ``span`` layers long."""
+
+    def __init__(self, conv: Conv2D, span: int, relu: bool):
+        self.conv, self.span, self.relu = conv, span, relu
+
+    def applies(self, x: torch.Tensor) -> bool:
+        """float32 CPU tensors that need no gradient (the kernel computes none for its input), in eager mode:
+        exported and traced graphs keep torch's operators."""
+        weight = self.conv.conv.weight
+        return (WHY_OFF is None and x.device.type == weight.device.type == "cpu"
+                and x.dtype == weight.dtype == torch.float32 and not x.requires_grad
+                and not torch.compiler.is_compiling() and not torch.jit.is_tracing())
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        layer = self.conv.conv
+        bias = layer.bias if layer.bias is not None else layer.weight.new_zeros(layer.out_channels)
+        return _ConvPoolFunction.apply(x, layer.weight, bias, self.relu)
+
+
+def find_conv_pools(layers) -> dict[int, ConvPool]:
+    """Where in ``layers`` a first-layer convolution and its 2×2 max-pool can run as one kernel."""
+    if WHY_OFF is not None or len(layers) < 2:
+        return {}
+    conv, pool = layers[0], layers[1]
+    fits = (isinstance(conv, Conv2D) and isinstance(pool, MaxPool2D) and conv.strides == (1, 1)
+            and conv.padding == "valid" and conv.activation in ("linear", "relu") and conv.filters in FUSED_FILTERS
+            and conv.kernel_size[0] * conv.kernel_size[1] * conv.input_shape[2] <= MAX_TAPS
+            and pool.pool_size == (2, 2) and pool.strides == (2, 2) and pool.padding == "valid")
+    if not fits:
+        return {}
+    relu_after = len(layers) > 2 and isinstance(layers[2], Activation) and layers[2].activation == "relu"
+    if conv.activation == "relu" or not relu_after:
+        return {0: ConvPool(conv, 2, conv.activation == "relu")}
+    return {0: ConvPool(conv, 3, True)}
+
+
+def rmsprop_applies(params, grads, velocities) -> bool:
+    """Dense float32 CPU tensors whose gradient and velocity are laid out as the parameter is."""
+    return WHY_OFF is None and all(
+        p.device.type == "cpu" and p.dtype == g.dtype == v.dtype == torch.float32 and g.stride() == v.stride() == p.stride()
+        and (p.is_contiguous() or (p.dim() == 4 and p.is_contiguous(memory_format=torch.channels_last)))
+        for p, g, v in zip(params, grads, velocities))
+
+
+def rmsprop_step(params, grads, velocities, lr: float, rho: float, epsilon: float, weight_decay: float) -> None:
+    """Keras's RMSprop update of every parameter in one pass each (see cnnlab.optimizers.KerasRMSprop)."""
+    _kernels.rmsprop_step(params, grads, velocities, lr, rho, epsilon, weight_decay)

@@ -1,0 +1,175 @@
+"""The compiled kernels give torch's numbers: the fused first convolution + max-pool, and RMSprop's step."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from cnnlab import kernels
+from cnnlab.data import load_dataset
+from cnnlab.models import as_model_input, create_model, model_from_spec, parse_spec_line
+from cnnlab.optimizers import KerasRMSprop
+
+# Without the compiled module only the first test below fails, and says why; the rest have nothing to compare.
+needs_kernels = pytest.mark.skipif(kernels.WHY_OFF is not None, reason=f"compiled kernels {kernels.status()}")
+
+
+def _model(spec_line: str):
+    torch.manual_seed(0)
+    model = model_from_spec(parse_spec_line(spec_line))
+    for layer in model.layers:  # non-zero biases, so that adding them after the max is tested too
+        if getattr(layer, "conv", None) is not None and layer.conv.bias is not None:
+            torch.nn.init.uniform_(layer.conv.bias, -0.1, 0.1)
+    return model.to(memory_format=torch.channels_last)
+
+
+def _layer_by_layer(model, x):  # torch's operators only: what forward computes without the kernels
+    for layer in model.layers:
+        x = layer(x)
+    return x
+
+
+def _images(model, count=6, seed=1):
+    height, width, channels = model.input_shape
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.rand(count, channels, height, width, generator=generator)
+    x[0] = 0.0  # a blank image: four equal candidates in every window, the first must win
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.skipif(os.environ.get("CNNLAB_KERNELS") == "off", reason="switched off by CNNLAB_KERNELS=off")
+def test_the_kernels_are_built_by_the_setup():
+    assert kernels.status() == "on", f"{kernels.status()} (scripts/setup.sh builds them with the C++ compiler)"
+
+
+@needs_kernels
+@pytest.mark.parametrize("spec", [
+    "input(28,28,1)-conv(32,3)-maxpool(2)-relu-flatten-dense(10)",  # the course's CNN
+    "input(28,28,1)-conv(32,3,relu)-maxpool(2)-conv(8,3)-flatten-dense(10)",  # cnn2's first block
+    "input(28,28,1)-conv(16,5)-maxpool(2)-batchnorm-relu-flatten-dense(10)",  # mnist-fast: no ReLU fused
+    "input(29,30,3)-conv(24,3x2)-maxpool(2)-flatten-dense(5)",  # colour, odd sizes: the pool drops a row
+    "input(12,12,2)-conv(64,3,use_bias=false)-maxpool(2)-relu-flatten-dense(3)",
+    "input(10,10,1)-conv(8,1)-maxpool(2)-flatten-dense(3)",
+    "input(10,10,1)-conv(48,3)-maxpool(2)-flatten-dense(3)",
+])
+def test_fused_convolution_and_pool_match_torch_forward_and_backward(spec):
+    model = _model(spec)
+    assert 0 in kernels.find_conv_pools(model.layers)
+    x = _images(model)
+    fused = model(x)
+    plain = _layer_by_layer(model, x)
+    torch.testing.assert_close(fused, plain, rtol=1e-5, atol=1e-5)
+
+    gradients = []
+    for forward in (model, lambda images: _layer_by_layer(model, images)):
+        model.zero_grad(set_to_none=True)
+        (forward(x) * torch.linspace(-1, 1, fused.shape[1])).sum().backward()
+        gradients.append([p.grad.clone() for p in model.parameters()])
+    for ours, torchs in zip(*gradients):
+        torch.testing.assert_close(ours, torchs, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("spec", [
+    "input(28,28,1)-conv(32,3,same)-maxpool(2)-flatten-dense(10)",  # padding
+    "input(28,28,1)-conv(32,3,strides=2)-maxpool(2)-flatten-dense(10)",
+    "input(28,28,1)-conv(32,3)-maxpool(3)-flatten-dense(10)",
+    "input(28,28,1)-conv(32,3)-maxpool(2,strides=1)-flatten-dense(10)",
+    "input(28,28,1)-conv(12,3)-maxpool(2)-flatten-dense(10)",  # no vector code for 12 filters
+    "input(28,28,1)-conv(32,3,tanh)-maxpool(2)-flatten-dense(10)",
+    "input(28,28,1)-conv(32,3)-batchnorm-maxpool(2)-flatten-dense(10)",
+    "input(28,28,8)-conv(32,3)-maxpool(2)-flatten-dense(10)",  # 72 taps: a deep layer's job for oneDNN
+    "input(28,28,1)-conv(8,3)-conv(32,3)-maxpool(2)-flatten-dense(10)",  # not the first layer
+])
+def test_other_layer_patterns_keep_torchs_operators(spec):
+    assert kernels.find_conv_pools(_model(spec).layers) == {}
+
+
+@needs_kernels
+def test_an_input_that_needs_a_gradient_takes_torchs_path():
+    model = _model("input(28,28,1)-conv(32,3)-maxpool(2)-relu-flatten-dense(10)")
+    x = _images(model).requires_grad_()
+    model(x)[:, 3].sum().backward()  # saliency maps differentiate the input
+    reference = x.detach().clone().requires_grad_()
+    _layer_by_layer(model, reference)[:, 3].sum().backward()
+    torch.testing.assert_close(x.grad, reference.grad)
+
+
+@needs_kernels
+def test_prediction_under_inference_mode_matches_torch():
+    model = create_model("cnn").to(memory_format=torch.channels_last)
+    x = _images(model, count=300)
+    with torch.inference_mode():
+        torch.testing.assert_close(model(x), _layer_by_layer(model, x), rtol=1e-5, atol=1e-5)
+
+
+def _rmsprop_run(use_kernel: bool, weight_decay: float, monkeypatch) -> list[torch.Tensor]:
+    with monkeypatch.context() as patch:
+        if not use_kernel:
+            patch.setattr(kernels, "WHY_OFF", "off for this test")
+        torch.manual_seed(0)
+        model = create_model("cnn").to(memory_format=torch.channels_last)  # a channels_last 4-D weight too
+        optimizer = KerasRMSprop(model.parameters(), lr=0.01, weight_decay=weight_decay)
+        generator = torch.Generator().manual_seed(3)
+        for _ in range(3):
+            for p in model.parameters():
+                p.grad = torch.randn(p.shape, generator=generator).contiguous(
+                    memory_format=torch.channels_last if p.dim() == 4 else torch.contiguous_format)
+            optimizer.step()
+        return [p.detach().clone() for p in model.parameters()]
+
+
+@needs_kernels
+@pytest.mark.parametrize("weight_decay", [0.0, 0.05])
+def test_rmsprop_kernel_updates_as_the_foreach_path_does(weight_decay, monkeypatch):
+    for kernel, foreach in zip(_rmsprop_run(True, weight_decay, monkeypatch),
+                               _rmsprop_run(False, weight_decay, monkeypatch)):
+        torch.testing.assert_close(kernel, foreach, rtol=1e-6, atol=1e-7)
+
+
+@needs_kernels
+def test_rmsprop_kernel_is_not_used_for_mismatched_layouts():
+    weight = torch.zeros(4, 3, 2, 2).contiguous(memory_format=torch.channels_last)
+    assert kernels.rmsprop_applies([weight], [weight.clone()], [weight.clone()])
+    assert not kernels.rmsprop_applies([weight], [torch.zeros(4, 3, 2, 2)], [weight.clone()])  # strides differ
+    assert not kernels.rmsprop_applies([weight], [weight.clone()], [torch.zeros(4, 3, 2, 2)])  # a loaded velocity
+    assert not kernels.rmsprop_applies([weight.double()], [weight.double()], [weight.double()])
+
+
+@needs_kernels
+def test_the_kernels_can_be_switched_off_for_comparisons():
+    code = ("from cnnlab import kernels, models; m = models.create_model('cnn'); "
+            "print(kernels.status(), kernels.find_conv_pools(m.layers))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "CNNLAB_KERNELS": "off"})
+    assert result.stdout.strip() == "off: switched off by CNNLAB_KERNELS=off {}", result.stderr
+
+
+def _course_steps(use_kernels: bool, monkeypatch) -> list[float]:
+    with monkeypatch.context() as patch:
+        if not use_kernels:
+            patch.setattr(kernels, "WHY_OFF", "off for this test")
+        torch.manual_seed(0)
+        model = create_model("cnn").to(memory_format=torch.channels_last)
+        optimizer = KerasRMSprop(model.parameters())
+        digits = load_dataset("mnist")
+        x, y = as_model_input(torch.as_tensor(digits.x_train[:128])), torch.as_tensor(digits.y_train[:128])
+        losses = []
+        for _ in range(8):
+            loss = F.cross_entropy(model(x), y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+        return losses
+
+
+@needs_kernels
+def test_course_steps_with_kernels_lower_the_loss_as_steps_without(monkeypatch):
+    with_kernels, without = _course_steps(True, monkeypatch), _course_steps(False, monkeypatch)
+    assert with_kernels[-1] < with_kernels[0] / 4
+    assert with_kernels == pytest.approx(without, rel=1e-4)
