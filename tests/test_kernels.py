@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from cnnlab import kernels
 from cnnlab.data import load_dataset
+from cnnlab.layers import Dropout
 from cnnlab.models import as_model_input, create_model, model_from_spec, parse_spec_line
 from cnnlab.optimizers import KerasRMSprop
 
@@ -173,3 +174,40 @@ def test_course_steps_with_kernels_lower_the_loss_as_steps_without(monkeypatch):
     with_kernels, without = _course_steps(True, monkeypatch), _course_steps(False, monkeypatch)
     assert with_kernels[-1] < with_kernels[0] / 4
     assert with_kernels == pytest.approx(without, rel=1e-4)
+
+
+@needs_kernels
+@pytest.mark.parametrize("rate", [0.1, 0.4, 0.75])
+def test_dropout_keeps_each_value_with_probability_one_minus_rate_and_scales_it(rate):
+    torch.manual_seed(0)
+    x = torch.rand(128, 5408) + 0.5  # never 0: a 0 in the output means dropped
+    y = kernels.dropout(x, rate)
+    kept = y != 0
+    assert abs(kept.float().mean().item() - (1 - rate)) < 0.005  # 692,224 draws: 5 standard deviations at most
+    torch.testing.assert_close(y[kept], x[kept] / (1 - rate))
+    pairs = torch.stack([kept[:, :-1].flatten(), kept[:, 1:].flatten()]).float()
+    assert abs(torch.corrcoef(pairs)[0, 1].item()) < 0.01  # neighbours decide independently
+    again = kernels.dropout(x, rate) != 0
+    assert 0.4 < (again == kept).float().mean().item() < 1.0  # a fresh mask each call
+
+
+@needs_kernels
+def test_dropout_follows_torchs_seed_and_sends_gradients_through_the_kept_values():
+    x = torch.randn(4, 8, 6, 5).contiguous(memory_format=torch.channels_last).requires_grad_()
+    torch.manual_seed(7)
+    y = kernels.dropout(x, 0.5)
+    torch.manual_seed(7)
+    assert torch.equal(kernels.dropout(x, 0.5), y)
+    assert y.is_contiguous(memory_format=torch.channels_last)
+    gradient = torch.randn(4, 8, 6, 5)
+    y.backward(gradient)
+    torch.testing.assert_close(x.grad, gradient * (y != 0) * 2.0)
+
+
+def test_dropout_layer_uses_torch_where_the_kernel_does_not_apply():
+    layer = Dropout(0.5)
+    x = torch.ones(64, 6, dtype=torch.float64)
+    assert not kernels.dropout_applies(x)
+    assert set(layer(x).unique().tolist()) <= {0.0, 2.0}  # F.dropout, in double precision
+    layer.eval()
+    assert torch.equal(layer(x), x)

@@ -1,9 +1,9 @@
 """cnnlab's compiled CPU kernels (``csrc/kernels.cpp``), and where a model may use them.
 
-Two places in the course's training step spend far more time than their arithmetic needs on a CPU:
+Three places in the course's training steps spend far more time than their arithmetic needs on a CPU:
 the first convolution with the 2×2 max-pool after it (the convolution's full-size output exists only
-to be pooled), and RMSprop (torch's foreach kernels pass over the weights five times). The compiled
-module fuses each into one pass. It is optional: setup.py builds it when a C++ compiler and torch are
+to be pooled), RMSprop (torch's foreach kernels pass over the weights five times), and dropout (torch
+draws its random numbers one after another). The compiled module does each in one parallel pass. It is optional: setup.py builds it when a C++ compiler and torch are
 there, and without it every model runs on torch's own operators with the same results.
 
 ``CNNLAB_KERNELS=off`` in the environment switches the kernels off (for side-by-side timings).
@@ -14,8 +14,6 @@ from __future__ import annotations
 import os
 
 import torch
-
-from cnnlab.layers import Activation, Conv2D, MaxPool2D
 
 try:
     from cnnlab import _kernels
@@ -54,7 +52,7 @@ class _ConvPoolFunction(torch.autograd.Function):
 class ConvPool:
     """Conv2D (valid, stride 1) → MaxPool2D(2) [→ ReLU] as one kernel; ``span`` layers long."""
 
-    def __init__(self, conv: Conv2D, span: int, relu: bool):
+    def __init__(self, conv, span: int, relu: bool):  # conv: a built cnnlab.layers.Conv2D
         self.conv, self.span, self.relu = conv, span, relu
 
     def applies(self, x: torch.Tensor) -> bool:
@@ -76,13 +74,13 @@ def find_conv_pools(layers) -> dict[int, ConvPool]:
     if WHY_OFF is not None or len(layers) < 2:
         return {}
     conv, pool = layers[0], layers[1]
-    fits = (isinstance(conv, Conv2D) and isinstance(pool, MaxPool2D) and conv.strides == (1, 1)
+    fits = (conv.type_name == "Conv2D" and pool.type_name == "MaxPool2D" and conv.strides == (1, 1)
             and conv.padding == "valid" and conv.activation in ("linear", "relu") and conv.filters in FUSED_FILTERS
             and conv.kernel_size[0] * conv.kernel_size[1] * conv.input_shape[2] <= MAX_TAPS
             and pool.pool_size == (2, 2) and pool.strides == (2, 2) and pool.padding == "valid")
     if not fits:
         return {}
-    relu_after = len(layers) > 2 and isinstance(layers[2], Activation) and layers[2].activation == "relu"
+    relu_after = len(layers) > 2 and layers[2].type_name == "Activation" and layers[2].activation == "relu"
     if conv.activation == "relu" or not relu_after:
         return {0: ConvPool(conv, 2, conv.activation == "relu")}
     return {0: ConvPool(conv, 3, True)}
@@ -99,3 +97,29 @@ def rmsprop_applies(params, grads, velocities) -> bool:
 def rmsprop_step(params, grads, velocities, lr: float, rho: float, epsilon: float, weight_decay: float) -> None:
     """Keras's RMSprop update of every parameter in one pass each (see cnnlab.optimizers.KerasRMSprop)."""
     _kernels.rmsprop_step(params, grads, velocities, lr, rho, epsilon, weight_decay)
+
+
+class _DropoutFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, rate: float):
+        seed = int(torch.randint(-2**63, 2**63 - 1, (), dtype=torch.int64))  # from torch's generator: manual_seed holds
+        y, kept = _kernels.dropout_forward(x, 1.0 - rate, seed)
+        ctx.save_for_backward(kept)
+        ctx.scale = 1.0 / (1.0 - rate)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        (kept,) = ctx.saved_tensors
+        return torch.ops.aten.native_dropout_backward(grad, kept, ctx.scale), None  # grad · kept · scale
+
+
+def dropout_applies(x: torch.Tensor) -> bool:
+    return (WHY_OFF is None and x.device.type == "cpu" and x.dtype == torch.float32
+            and (x.is_contiguous() or (x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)))
+            and x.numel() <= 2**32 and not torch.compiler.is_compiling() and not torch.jit.is_tracing())
+
+
+def dropout(x: torch.Tensor, rate: float) -> torch.Tensor:
+    """Training-time dropout: zero each value with probability ``rate``, scale the rest by 1 / (1 - rate)."""
+    return _DropoutFunction.apply(x, rate)

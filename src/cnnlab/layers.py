@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cnnlab import kernels
+
 ACTIVATIONS = {
     "linear": lambda x: x,
     "relu": F.relu,
@@ -323,6 +325,8 @@ class Dropout(Layer):
         self.rate = float(rate)
 
     def forward(self, x):
+        if self.training and self.rate and kernels.dropout_applies(x):  # same distribution, parallel random draws
+            return kernels.dropout(x, self.rate)
         return F.dropout(x, self.rate, self.training)
 
     def get_config(self):
