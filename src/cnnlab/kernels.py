@@ -3,8 +3,11 @@
 Three places in the course's training steps spend far more time than their arithmetic needs on a CPU:
 the first convolution with the 2×2 max-pool after it (the convolution's full-size output exists only
 to be pooled), RMSprop (torch's foreach kernels pass over the weights five times), and dropout (torch
-draws its random numbers one after another). The compiled module does each in one parallel pass. It is optional: setup.py builds it when a C++ compiler and torch are
-there, and without it every model runs on torch's own operators with the same results.
+draws its random numbers one after another). The compiled module does each in one parallel pass.
+
+It is optional: setup.py builds it when a C++ compiler and torch are there, and without it every model
+runs on torch's own operators, with the same math: sums in another order (equal to 1e-5, tested), and
+dropout masks from the same distribution, drawn from another random stream.
 
 ``CNNLAB_KERNELS=off`` in the environment switches the kernels off (for side-by-side timings).
 """
@@ -27,6 +30,16 @@ MAX_TAPS = 64  # kernel rows × columns × input channels: a first layer's, not 
 
 def status() -> str:
     return "on" if WHY_OFF is None else f"off: {WHY_OFF}"
+
+
+def _eager_cpu_float(x: torch.Tensor) -> bool:
+    """A float32 CPU tensor in eager mode: exported and traced graphs keep torch's operators."""
+    return (WHY_OFF is None and x.device.type == "cpu" and x.dtype == torch.float32
+            and not torch.compiler.is_compiling() and not torch.jit.is_tracing())
+
+
+def _dense(t: torch.Tensor) -> bool:  # one block of memory, in torch's default or channels_last order
+    return t.is_contiguous() or (t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last))
 
 
 class _ConvPoolFunction(torch.autograd.Function):
@@ -55,13 +68,8 @@ class ConvPool:
     def __init__(self, conv, span: int, relu: bool):  # conv: a built cnnlab.layers.Conv2D
         self.conv, self.span, self.relu = conv, span, relu
 
-    def applies(self, x: torch.Tensor) -> bool:
-        """float32 CPU tensors that need no gradient (the kernel computes none for its input), in eager mode:
-        exported and traced graphs keep torch's operators."""
-        weight = self.conv.conv.weight
-        return (WHY_OFF is None and x.device.type == weight.device.type == "cpu"
-                and x.dtype == weight.dtype == torch.float32 and not x.requires_grad
-                and not torch.compiler.is_compiling() and not torch.jit.is_tracing())
+    def applies(self, x: torch.Tensor) -> bool:  # the kernel computes no gradient for its input
+        return _eager_cpu_float(x) and _eager_cpu_float(self.conv.conv.weight) and not x.requires_grad
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         layer = self.conv.conv
@@ -90,8 +98,7 @@ def rmsprop_applies(params, grads, velocities) -> bool:
     """Dense float32 CPU tensors whose gradient and velocity are laid out as the parameter is."""
     return WHY_OFF is None and all(
         p.device.type == "cpu" and p.dtype == g.dtype == v.dtype == torch.float32 and g.stride() == v.stride() == p.stride()
-        and (p.is_contiguous() or (p.dim() == 4 and p.is_contiguous(memory_format=torch.channels_last)))
-        for p, g, v in zip(params, grads, velocities))
+        and _dense(p) for p, g, v in zip(params, grads, velocities))
 
 
 def rmsprop_step(params, grads, velocities, lr: float, rho: float, epsilon: float, weight_decay: float) -> None:
@@ -115,9 +122,7 @@ class _DropoutFunction(torch.autograd.Function):
 
 
 def dropout_applies(x: torch.Tensor) -> bool:
-    return (WHY_OFF is None and x.device.type == "cpu" and x.dtype == torch.float32
-            and (x.is_contiguous() or (x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)))
-            and x.numel() <= 2**32 and not torch.compiler.is_compiling() and not torch.jit.is_tracing())
+    return _eager_cpu_float(x) and _dense(x) and x.numel() <= 2**32  # the hash counts positions in 32 bits
 
 
 def dropout(x: torch.Tensor, rate: float) -> torch.Tensor:
