@@ -92,7 +92,7 @@ class Sequential(nn.Module):
         index = 0
         while index < len(self.layers):
             fused = self._fusions.get(index)
-            if fused is not None and fused.applies(x):  # same numbers, one pass (cnnlab.kernels)
+            if fused is not None and fused.applies(x):  # the same math in one compiled pass (cnnlab.kernels)
                 x, index = fused(x), index + fused.span
             else:
                 x, index = self.layers[index](x), index + 1
