@@ -1,4 +1,4 @@
-"""The compiled kernels give torch's numbers: the fused first convolution + max-pool, and RMSprop's step."""
+"""The compiled kernels give torch's numbers (first convolution + max-pool, RMSprop) and dropout's distribution."""
 
 from __future__ import annotations
 
