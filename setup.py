@@ -16,6 +16,7 @@ def compiled_kernels() -> dict:
         print("cnnlab: torch is not importable here, so the compiled kernels are skipped; "
               "install torch first, then cnnlab with pip install --no-build-isolation")
         return {}
+
     class BuildOptionalExtension(BuildExtension):
         def run(self):
             try:

@@ -69,7 +69,8 @@ class ConvPool:
         self.conv, self.span, self.relu = conv, span, relu
 
     def applies(self, x: torch.Tensor) -> bool:  # the kernel computes no gradient for its input
-        return _eager_cpu_float(x) and _eager_cpu_float(self.conv.conv.weight) and not x.requires_grad
+        weight = self.conv.conv.weight
+        return _eager_cpu_float(x) and not x.requires_grad and weight.device == x.device and weight.dtype == x.dtype
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         layer = self.conv.conv

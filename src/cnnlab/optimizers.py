@@ -71,7 +71,9 @@ class KerasRMSprop(_WithoutCompileGuards, torch.optim.Optimizer):
                 if "velocity" not in state:  # "step" counts updates, as torch's optimizers (and Keras's iterations) do
                     state["step"] = torch.tensor(0.0)
                     state["velocity"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                elif state["velocity"].stride() != p.stride():  # loaded from a checkpoint: back to the weight's layout
+                elif state["velocity"].stride() != p.stride():
+                    # a checkpoint's velocity comes back contiguous, and fit may turn the weights channels_last
+                    # after loading: checked here, at the step, it follows the weight's layout whenever it changed
                     state["velocity"] = torch.empty_like(p).copy_(state["velocity"])
                 state["step"] += 1
                 velocities.append(state["velocity"])
