@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import platform
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -18,6 +21,10 @@ from cnnlab.optimizers import KerasRMSprop
 
 # Without the compiled module only the first test below fails, and says why; the rest have nothing to compare.
 needs_kernels = pytest.mark.skipif(kernels.WHY_OFF is not None, reason=f"compiled kernels {kernels.status()}")
+# the fused convolution's code for each vector width the processor has (AVX-512 processors run both)
+vector_widths = pytest.mark.parametrize("bits", [
+    pytest.param(bits, marks=pytest.mark.skipif(kernels.VECTOR_BITS < bits, reason=f"no {bits}-bit vectors here"))
+    for bits in (512, 256)])
 
 
 def _model(spec_line: str):
@@ -45,7 +52,18 @@ def _images(model, count=6, seed=1):
 
 @pytest.mark.skipif(os.environ.get("CNNLAB_KERNELS") == "off", reason="switched off by CNNLAB_KERNELS=off")
 def test_the_kernels_are_built_by_the_setup():
-    assert kernels.status() == "on", f"{kernels.status()} (scripts/setup.sh builds them with the C++ compiler)"
+    assert kernels.WHY_OFF is None, f"{kernels.status()} (scripts/setup.sh builds them with the C++ compiler)"
+
+
+@needs_kernels
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="vector code for x86-64 only")
+def test_the_fused_convolution_uses_the_widest_vectors_the_processor_has():
+    flags = set(re.search(r"^flags\s*:(.*)$", Path("/proc/cpuinfo").read_text(), re.MULTILINE).group(1).split())
+    expected = 512 if {"avx2", "fma", "avx512f", "avx512bw", "avx512dq", "avx512vl"} <= flags else (
+        256 if {"avx2", "fma"} <= flags else 0)
+    assert kernels.VECTOR_BITS == expected
+    assert kernels.status() == (f"on ({expected}-bit vectors)" if expected else
+                                "on (no fused convolution: no AVX2 on this processor)")
 
 
 @needs_kernels
@@ -58,7 +76,9 @@ def test_the_kernels_are_built_by_the_setup():
     "input(10,10,1)-conv(8,1)-maxpool(2)-flatten-dense(3)",
     "input(10,10,1)-conv(48,3)-maxpool(2)-flatten-dense(3)",
 ])
-def test_fused_convolution_and_pool_match_torch_forward_and_backward(spec):
+@vector_widths
+def test_fused_convolution_and_pool_match_torch_forward_and_backward(spec, bits, monkeypatch):
+    monkeypatch.setattr(kernels, "VECTOR_BITS", bits)
     model = _model(spec)
     assert 0 in kernels.find_conv_pools(model.layers)
     x = _images(model)

@@ -7,7 +7,8 @@ draws its random numbers one after another). The compiled module does each in on
 
 It is optional: setup.py builds it when a C++ compiler and torch are there, and without it every model
 runs on torch's own operators, with the same math: sums in another order (equal to 1e-5, tested), and
-dropout masks from the same distribution, drawn from another random stream.
+dropout masks from the same distribution, drawn from another random stream. The fused convolution has
+vector code for x86-64 processors with AVX-512 or AVX2 (``VECTOR_BITS``); on others it is left out.
 
 ``CNNLAB_KERNELS=off`` in the environment switches the kernels off (for side-by-side timings).
 """
@@ -21,15 +22,19 @@ import torch
 try:
     from cnnlab import _kernels
     WHY_OFF = "switched off by CNNLAB_KERNELS=off" if os.environ.get("CNNLAB_KERNELS") == "off" else None
+    # the fused convolution's vector code: 512 (AVX-512), 256 (AVX2), or 0 where it has none and torch is faster
+    VECTOR_BITS = _kernels.widest_vectors()
 except ImportError as error:  # not built (no compiler, or torch missing at install) or built for another torch
-    _kernels, WHY_OFF = None, f"not built or not loadable ({error}); with a C++ compiler, run scripts/setup.sh again"
+    _kernels, WHY_OFF, VECTOR_BITS = None, f"not built or not loadable ({error}); with a C++ compiler, run scripts/setup.sh again", 0
 
 FUSED_FILTERS = (8, 16, 24, 32, 48, 64)  # the filter counts kernels.cpp has vector code for
 MAX_TAPS = 64  # kernel rows × columns × input channels: a first layer's, not a deep layer's
 
 
 def status() -> str:
-    return "on" if WHY_OFF is None else f"off: {WHY_OFF}"
+    if WHY_OFF is not None:
+        return f"off: {WHY_OFF}"
+    return f"on ({VECTOR_BITS}-bit vectors)" if VECTOR_BITS else "on (no fused convolution: no AVX2 on this processor)"
 
 
 def _eager_cpu_float(x: torch.Tensor) -> bool:
@@ -47,17 +52,17 @@ class _ConvPoolFunction(torch.autograd.Function):
     def forward(ctx, x, weight, bias, relu: bool):  # x (B, C, H, W) channels_last -> (B, F, H', W') channels_last
         images = x.permute(0, 2, 3, 1).contiguous()  # (B, H, W, C): a view when x is channels_last
         kernel = weight.permute(2, 3, 1, 0).reshape(-1, weight.shape[0]).contiguous()  # (KH·KW·C, F)
-        out, which = _kernels.conv_pool_forward(images, kernel, bias, weight.shape[2], weight.shape[3], relu)
-        ctx.save_for_backward(images, out, which)
-        ctx.shape, ctx.relu, ctx.with_bias = weight.shape, relu, ctx.needs_input_grad[2]
+        out, which = _kernels.conv_pool_forward(images, kernel, bias, weight.shape[2], weight.shape[3], relu, VECTOR_BITS)
+        ctx.save_for_backward(images, which)
+        ctx.shape, ctx.with_bias = weight.shape, ctx.needs_input_grad[2]
         return out.permute(0, 3, 1, 2)
 
     @staticmethod
     def backward(ctx, grad):  # grad (B, F, H', W') -> gradients of weight and bias (the input needs none)
-        images, out, which = ctx.saved_tensors
+        images, which = ctx.saved_tensors
         filters, channels, rows, columns = ctx.shape
         grad_kernel, grad_bias = _kernels.conv_pool_backward(
-            grad.permute(0, 2, 3, 1).contiguous(), images, out, which, rows, columns, ctx.relu)
+            grad.permute(0, 2, 3, 1).contiguous(), images, which, rows, columns, VECTOR_BITS)
         grad_weight = grad_kernel.reshape(rows, columns, channels, filters).permute(3, 2, 0, 1)
         return None, grad_weight, grad_bias if ctx.with_bias else None, None
 
@@ -80,7 +85,7 @@ class ConvPool:
 
 def find_conv_pools(layers) -> dict[int, ConvPool]:
     """Where in ``layers`` a first-layer convolution and its 2×2 max-pool can run as one kernel."""
-    if WHY_OFF is not None or len(layers) < 2:
+    if WHY_OFF is not None or not VECTOR_BITS or len(layers) < 2:
         return {}
     conv, pool = layers[0], layers[1]
     fits = (conv.type_name == "Conv2D" and pool.type_name == "MaxPool2D" and conv.strides == (1, 1)

@@ -13,8 +13,10 @@
 //    after the course CNN's Flatten); hashing is parallel and vectorises (0.9 ms with the backward pass).
 //
 // Layouts: images (B, H, W, C) contiguous, i.e. torch's channels_last; kernels (taps, filters) with
-// taps = KH*KW*C in (ky, kx, c) order. Vectors are GCC's vector extensions; target_clones compiles
-// each hot function for AVX-512, AVX2 and plain x86-64 and picks one when the module loads.
+// taps = KH*KW*C in (ky, kx, c) order. Vectors are GCC's vector extensions. The fused kernel is
+// compiled twice, for AVX-512 (16-float vectors) and AVX2 (8-float vectors), and cnnlab/kernels.py
+// passes the widest the processor has; elsewhere models keep torch's operators. RMSprop and dropout
+// are plain loops that target_clones compiles for AVX-512, AVX2 and baseline x86-64.
 
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
@@ -24,19 +26,44 @@
 #include <vector>
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define X86_GCC 1
 #define CPU_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
+#define X86_GCC 0
 #define CPU_CLONES
 #endif
 #define INLINE inline __attribute__((always_inline))
 
-typedef float f8 __attribute__((vector_size(32), aligned(4)));   // 8 floats; aligned(4): any float address
-typedef float f16 __attribute__((vector_size(64), aligned(4)));  // 16 floats
-typedef uint8_t u8x8 __attribute__((vector_size(8), aligned(1)));  // which candidate won, a byte per filter
-typedef uint8_t u8x16 __attribute__((vector_size(16), aligned(1)));
-template <typename V> struct Bytes;
-template <> struct Bytes<f8> { typedef u8x8 type; };
-template <> struct Bytes<f16> { typedef u8x16 type; };
+typedef float f8 __attribute__((vector_size(32)));    // 8 floats
+typedef float f16 __attribute__((vector_size(64)));   // 16 floats
+typedef int32_t i8 __attribute__((vector_size(32)));  // which candidate won, while it is worked out
+typedef int32_t i16 __attribute__((vector_size(64)));
+typedef uint8_t u8x8 __attribute__((vector_size(8)));  // ... and as stored: a byte per filter
+typedef uint8_t u8x16 __attribute__((vector_size(16)));
+template <typename V> struct Lanes;  // the integer and byte vectors with as many lanes as V
+template <> struct Lanes<f8> { typedef i8 Int; typedef u8x8 Bytes; };
+template <> struct Lanes<f16> { typedef i16 Int; typedef u8x16 Bytes; };
+
+// Loads and stores through memcpy accept any address; they compile to one unaligned vector move.
+template <typename V> INLINE V load(const void* from) { V v; __builtin_memcpy(&v, from, sizeof v); return v; }
+template <typename V> INLINE void store(void* to, const V& v) { __builtin_memcpy(to, &v, sizeof v); }
+
+#if X86_GCC
+#include <immintrin.h>
+// feature lists rather than arch= levels, so that the AVX2 helpers inline into the AVX-512 functions
+#define AVX2 __attribute__((target("avx2,fma")))
+#define AVX512 __attribute__((target("avx2,fma,avx512f,avx512bw,avx512dq,avx512vl")))
+// Bytes to 32-bit lanes and back, one instruction or three: __builtin_convertvector does these lane by
+// lane in GCC 12 (except AVX-512's narrowing), which made the fused kernel three times slower.
+AVX2 inline i8 widen(u8x8 b) { return (i8)_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)&b)); }
+AVX512 inline i16 widen(u8x16 b) { return (i16)_mm512_cvtepu8_epi32((__m128i)b); }
+AVX2 inline u8x8 narrow(i8 v) {  // lanes hold 0..4
+  const __m256i bytes = _mm256_packus_epi16(_mm256_packus_epi32((__m256i)v, (__m256i)v), _mm256_setzero_si256());
+  const __m128i both = _mm_unpacklo_epi32(_mm256_castsi256_si128(bytes), _mm256_extracti128_si256(bytes, 1));
+  return load<u8x8>(&both);
+}
+AVX512 inline u8x16 narrow(i16 v) { return (u8x16)_mm512_cvtepi32_epi8((__m512i)v); }
+#endif
 
 namespace {
 
@@ -47,6 +74,7 @@ struct ConvPool {
   std::vector<int64_t> taps;  // offset of each kernel tap from the window's top-left, in floats
   int64_t corners[4];         // offsets of a pooled pixel's four candidates from its top-left input pixel
 };
+constexpr int ZEROED = 4;  // in `which`: no candidate won, the ReLU after the pool zeroed the pixel
 
 ConvPool describe(const torch::Tensor& input, int64_t kernel_h, int64_t kernel_w, int64_t filters, bool relu) {
   const int64_t height = input.size(1), width = input.size(2), channels = input.size(3);
@@ -58,103 +86,155 @@ ConvPool describe(const torch::Tensor& input, int64_t kernel_h, int64_t kernel_w
   return s;
 }
 
-// visit(window, pixel, x) for every pooled pixel of rows [begin, end) (a row is image b's pooled row pi,
-// b * pooled_h + pi): window points at its top-left input value, pixel is its offset in the
-// (B, H', W', filters) output, and x(t, v) fills v[4] with kernel tap t's input at the four candidates.
-template <typename Visit>
-INLINE void for_each_pooled_pixel(const ConvPool& s, const float* input, int64_t begin, int64_t end, Visit visit) {
-  for (int64_t row = begin; row < end; ++row) {
-    const int64_t b = row / s.pooled_h, pi = row % s.pooled_h;
-    for (int64_t pj = 0; pj < s.pooled_w; ++pj) {
-      const float* window = input + ((b * s.height + 2 * pi) * s.width + 2 * pj) * s.channels;
-      visit((row * s.pooled_w + pj) * s.filters, [&](int64_t t, float v[4]) {
-        const float* at = window + s.taps[t];
-        for (int q = 0; q < 4; ++q) v[q] = at[s.corners[q]];
-      });
-    }
-  }
+// Rows are pooled rows of the batch: image b's row pi is row b * pooled_h + pi. The window of pooled pixel
+// (row, pj) is its top-left input value; its four candidates are that value's 2x2 square.
+INLINE const float* window_of(const ConvPool& s, const float* input, int64_t row, int64_t pj) {
+  const int64_t b = row / s.pooled_h, pi = row % s.pooled_h;
+  return input + ((b * s.height + 2 * pi) * s.width + 2 * pj) * s.channels;
 }
 
+INLINE void tap_inputs(const ConvPool& s, const float* window, int64_t tap, float x[4]) {  // at the four candidates
+  const float* at = window + s.taps[tap];
+  for (int q = 0; q < 4; ++q) x[q] = at[s.corners[q]];
+}
+
+// The filters go by in groups of NV vectors of V: 4 x NV sums stay in registers while the taps go by.
 template <typename V, int NV>
 INLINE void forward_rows(const ConvPool& s, const float* input, const float* kernel, const float* bias,
                          float* out, uint8_t* which, int64_t begin, int64_t end) {
-  constexpr int lanes = sizeof(V) / 4;
+  typedef typename Lanes<V>::Int Int;
+  constexpr int lanes = sizeof(V) / 4, group = NV * lanes;
   const int64_t taps = s.taps.size();
-  for_each_pooled_pixel(s, input, begin, end, [&](int64_t pixel, auto tap_inputs) {
-    V sums[4][NV] = {};  // the convolution at the four candidates, all filters
-    for (int64_t t = 0; t < taps; ++t) {
-      float x[4];
-      tap_inputs(t, x);
-      const V* k = (const V*)(kernel + t * s.filters);
-      for (int j = 0; j < NV; ++j)
-        for (int q = 0; q < 4; ++q) sums[q][j] += x[q] * k[j];
-    }
-    V best[NV], winner[NV];
-    for (int j = 0; j < NV; ++j) best[j] = sums[0][j], winner[j] = V{};
-    for (int q = 1; q < 4; ++q)  // strictly larger: ties go to the first candidate, as in torch's max_pool2d
-      for (int j = 0; j < NV; ++j) {
-        const auto larger = sums[q][j] > best[j];
-        best[j] = larger ? sums[q][j] : best[j];
-        winner[j] = larger ? V{} + (float)q : winner[j];
+  for (int64_t row = begin; row < end; ++row)
+    for (int64_t pj = 0; pj < s.pooled_w; ++pj) {
+      const float* window = window_of(s, input, row, pj);
+      const int64_t pixel = (row * s.pooled_w + pj) * s.filters;  // its offset in the (B, H', W', filters) output
+      for (int64_t first = 0; first < s.filters; first += group) {
+        V sums[4][NV] = {};  // the convolution at the four candidates
+        for (int64_t t = 0; t < taps; ++t) {
+          float x[4];
+          tap_inputs(s, window, t, x);
+          for (int j = 0; j < NV; ++j) {
+            const V k = load<V>(kernel + t * s.filters + first + j * lanes);
+            for (int q = 0; q < 4; ++q) sums[q][j] += x[q] * k;
+          }
+        }
+        for (int j = 0; j < NV; ++j) {
+          V best = sums[0][j];
+          Int winner = {};  // in 32-bit lanes like the comparisons, then narrowed to bytes
+          for (int q = 1; q < 4; ++q) {  // strictly larger: ties go to the first candidate, as in torch's max_pool2d
+            const auto larger = sums[q][j] > best;
+            best = larger ? sums[q][j] : best;
+            winner = larger ? Int{} + q : winner;
+          }
+          const int64_t at = pixel + first + j * lanes;
+          V value = best + load<V>(bias + first + j * lanes);  // one bias per filter: adding it after the max is the same
+          if (s.relu) {  // a pixel the ReLU zeroes passes no gradient back: no candidate won (ZEROED)
+            const auto zeroed = !(value > 0.f);
+            value = zeroed ? V{} : value;
+            winner = zeroed ? Int{} + ZEROED : winner;
+          }
+          store(out + at, value);
+          store(which + at, narrow(winner));
+        }
       }
-    for (int j = 0; j < NV; ++j) {
-      V value = best[j] + ((const V*)bias)[j];  // one bias per filter: adding it after the max is the same
-      if (s.relu) value = value > 0.f ? value : V{};
-      *(V*)(out + pixel + j * lanes) = value;
-      *(typename Bytes<V>::type*)(which + pixel + j * lanes) = __builtin_convertvector(winner[j], typename Bytes<V>::type);
     }
-  });
 }
 
 // Adds rows [begin, end)'s share of the kernel's gradient (taps, filters) and the bias's (filters).
 template <typename V, int NV>
-INLINE void backward_rows(const ConvPool& s, const float* input, const float* grad, const float* out,
-                          const uint8_t* which, float* grad_kernel, float* grad_bias, int64_t begin, int64_t end) {
-  constexpr int lanes = sizeof(V) / 4;
+INLINE void backward_rows(const ConvPool& s, const float* input, const float* grad, const uint8_t* which,
+                          float* grad_kernel, float* grad_bias, int64_t begin, int64_t end) {
+  typedef typename Lanes<V>::Int Int;
+  constexpr int lanes = sizeof(V) / 4, group = NV * lanes;
   const int64_t taps = s.taps.size();
-  for_each_pooled_pixel(s, input, begin, end, [&](int64_t pixel, auto tap_inputs) {
-    V routed[4][NV];  // the pixel's gradient, sent to the candidate that won the max
-    for (int j = 0; j < NV; ++j) {
-      V g = *(const V*)(grad + pixel + j * lanes);
-      if (s.relu) g = *(const V*)(out + pixel + j * lanes) > 0.f ? g : V{};
-      ((V*)grad_bias)[j] += g;
-      const V won = __builtin_convertvector(*(const typename Bytes<V>::type*)(which + pixel + j * lanes), V);
-      for (int q = 0; q < 4; ++q) routed[q][j] = won == (float)q ? g : V{};
+  for (int64_t row = begin; row < end; ++row)
+    for (int64_t pj = 0; pj < s.pooled_w; ++pj) {
+      const float* window = window_of(s, input, row, pj);
+      const int64_t pixel = (row * s.pooled_w + pj) * s.filters;
+      for (int64_t first = 0; first < s.filters; first += group) {
+        V routed[4][NV];  // the pixel's gradient, sent to the candidate that won the max
+        for (int j = 0; j < NV; ++j) {
+          const int64_t at = pixel + first + j * lanes;
+          const V g = load<V>(grad + at);  // loaded whatever `which` says: a load masked by it waits for it
+          const Int won = widen(load<typename Lanes<V>::Bytes>(which + at));
+          for (int q = 0; q < 4; ++q) routed[q][j] = won == q ? g : V{};  // all zero where the ReLU zeroed it
+          float* b = grad_bias + first + j * lanes;
+          store(b, load<V>(b) + ((routed[0][j] + routed[1][j]) + (routed[2][j] + routed[3][j])));
+        }
+        for (int64_t t = 0; t < taps; ++t) {
+          float x[4];
+          tap_inputs(s, window, t, x);
+          for (int j = 0; j < NV; ++j) {
+            float* k = grad_kernel + t * s.filters + first + j * lanes;
+            store(k, load<V>(k) + ((x[0] * routed[0][j] + x[1] * routed[1][j]) +
+                                   (x[2] * routed[2][j] + x[3] * routed[3][j])));
+          }
+        }
+      }
     }
-    for (int64_t t = 0; t < taps; ++t) {
-      float x[4];
-      tap_inputs(t, x);
-      V* k = (V*)(grad_kernel + t * s.filters);
-      for (int j = 0; j < NV; ++j)
-        k[j] += (x[0] * routed[0][j] + x[1] * routed[1][j]) + (x[2] * routed[2][j] + x[3] * routed[3][j]);
-    }
-  });
 }
 
-// One switch per direction picks the vector width and count for the number of filters; the
-// templates inline into these two functions, which target_clones compiles per instruction set.
-#define FOR_FILTERS(call)                                        \
-  switch (s.filters) {                                           \
-    case 8: call(f8, 1); break;                                  \
-    case 16: call(f16, 1); break;                                \
-    case 24: call(f8, 3); break;                                 \
-    case 32: call(f16, 2); break;                                \
-    case 48: call(f16, 3); break;                                \
-    case 64: call(f16, 4); break;                                \
+// The widest vectors the processor has, in bits; 0 where the fused kernel has no vector code (it would
+// be slower than torch's operators there). Checked once, when the module loads.
+int widest_vectors() {
+#if X86_GCC
+  __builtin_cpu_init();
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  if (avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
+    return 512;
+  if (avx2) return 256;
+#endif
+  return 0;
+}
+
+// A (vector, count) pair per filter count: whole groups of filters, their 4 x count sums in registers
+// (AVX-512 has 32 vector registers, AVX2 16). A 16-float vector in AVX2 code goes lane by lane, 40
+// times slower: AVX2 takes 8-float vectors only.
+#define FILTERS_ON_512(call)                                                   \
+  switch (s.filters) {                                                          \
+    case 8: call(f8, 1); break;                                                 \
+    case 16: call(f16, 1); break;                                               \
+    case 24: call(f8, 3); break;                                                \
+    case 32: call(f16, 2); break;                                               \
+    case 48: call(f16, 3); break;                                               \
+    case 64: call(f16, 4); break;                                               \
     default: TORCH_CHECK(false, "conv_pool: unsupported filter count ", s.filters); \
   }
-
-CPU_CLONES void forward_range(const ConvPool& s, const float* input, const float* kernel, const float* bias,
-                              float* out, uint8_t* which, int64_t begin, int64_t end) {
+#define FILTERS_ON_256(call)                                                   \
+  switch (s.filters % 16) {                                                     \
+    case 0: call(f8, 2); break;                                                 \
+    default: call(f8, 1); break;                                                \
+  }
 #define FORWARD(V, NV) forward_rows<V, NV>(s, input, kernel, bias, out, which, begin, end)
-  FOR_FILTERS(FORWARD)
+#define BACKWARD(V, NV) backward_rows<V, NV>(s, input, grad, which, grad_kernel, grad_bias, begin, end)
+#define FORWARD_ARGUMENTS const ConvPool &s, const float *input, const float *kernel, const float *bias, float *out, \
+                          uint8_t *which, int64_t begin, int64_t end
+#define BACKWARD_ARGUMENTS const ConvPool &s, const float *input, const float *grad, \
+                           const uint8_t *which, float *grad_kernel, float *grad_bias, int64_t begin, int64_t end
+
+#if X86_GCC
+AVX512 void forward_512(FORWARD_ARGUMENTS) { FILTERS_ON_512(FORWARD) }
+AVX2 void forward_256(FORWARD_ARGUMENTS) { FILTERS_ON_256(FORWARD) }
+AVX512 void backward_512(BACKWARD_ARGUMENTS) { FILTERS_ON_512(BACKWARD) }
+AVX2 void backward_256(BACKWARD_ARGUMENTS) { FILTERS_ON_256(BACKWARD) }
+#endif
+
+void forward_range(int64_t bits, FORWARD_ARGUMENTS) {
+#if X86_GCC
+  if (bits == 512) return forward_512(s, input, kernel, bias, out, which, begin, end);
+  if (bits == 256) return forward_256(s, input, kernel, bias, out, which, begin, end);
+#endif
+  TORCH_CHECK(false, "conv_pool: no vector code for ", bits, "-bit vectors on this processor");
 }
 
-CPU_CLONES void backward_range(const ConvPool& s, const float* input, const float* grad, const float* out,
-                               const uint8_t* which, float* grad_kernel, float* grad_bias, int64_t begin,
-                               int64_t end) {
-#define BACKWARD(V, NV) backward_rows<V, NV>(s, input, grad, out, which, grad_kernel, grad_bias, begin, end)
-  FOR_FILTERS(BACKWARD)
+void backward_range(int64_t bits, BACKWARD_ARGUMENTS) {
+#if X86_GCC
+  if (bits == 512) return backward_512(s, input, grad, which, grad_kernel, grad_bias, begin, end);
+  if (bits == 256) return backward_256(s, input, grad, which, grad_kernel, grad_bias, begin, end);
+#endif
+  TORCH_CHECK(false, "conv_pool: no vector code for ", bits, "-bit vectors on this processor");
 }
 
 CPU_CLONES void rmsprop_range(float* __restrict param, const float* __restrict grad, float* __restrict velocity,
@@ -195,7 +275,7 @@ constexpr int64_t ROWS_PER_TASK = 16;  // pooled rows: 16 x 13 pixels x 32 filte
 
 // input (B, H, W, C), kernel (taps, filters), bias (filters) -> out (B, H', W', filters), which (same, uint8)
 std::vector<torch::Tensor> conv_pool_forward(torch::Tensor input, torch::Tensor kernel, torch::Tensor bias,
-                                             int64_t kernel_h, int64_t kernel_w, bool relu) {
+                                             int64_t kernel_h, int64_t kernel_w, bool relu, int64_t vector_bits) {
   check_float(input, "input"), check_float(kernel, "kernel"), check_float(bias, "bias");
   const ConvPool s = describe(input, kernel_h, kernel_w, kernel.size(1), relu);
   TORCH_CHECK(kernel.size(0) == (int64_t)s.taps.size() && bias.numel() == s.filters, "conv_pool: shapes disagree");
@@ -206,27 +286,27 @@ std::vector<torch::Tensor> conv_pool_forward(torch::Tensor input, torch::Tensor 
   float* o = out.data_ptr<float>();
   uint8_t* w = which.data_ptr<uint8_t>();
   at::parallel_for(0, batch * s.pooled_h, ROWS_PER_TASK, [&](int64_t begin, int64_t end) {
-    forward_range(s, in, k, b, o, w, begin, end);
+    forward_range(vector_bits, s, in, k, b, o, w, begin, end);
   });
   return {out, which};
 }
 
-// grad, out (B, H', W', filters), input (B, H, W, C), which -> grad_kernel (taps, filters), grad_bias (filters)
-std::vector<torch::Tensor> conv_pool_backward(torch::Tensor grad, torch::Tensor input, torch::Tensor out,
-                                              torch::Tensor which, int64_t kernel_h, int64_t kernel_w, bool relu) {
-  check_float(grad, "grad"), check_float(input, "input"), check_float(out, "out");
-  TORCH_CHECK(which.is_contiguous() && which.scalar_type() == torch::kUInt8 && grad.sizes() == out.sizes() &&
-              which.sizes() == out.sizes(), "conv_pool_backward: shapes disagree");
-  const ConvPool s = describe(input, kernel_h, kernel_w, out.size(3), relu);
+// grad (B, H', W', filters), input (B, H, W, C), which (as grad, uint8) -> grad_kernel (taps, filters), grad_bias
+std::vector<torch::Tensor> conv_pool_backward(torch::Tensor grad, torch::Tensor input, torch::Tensor which,
+                                              int64_t kernel_h, int64_t kernel_w, int64_t vector_bits) {
+  check_float(grad, "grad"), check_float(input, "input");
+  TORCH_CHECK(which.is_contiguous() && which.scalar_type() == torch::kUInt8 && grad.sizes() == which.sizes(),
+              "conv_pool_backward: shapes disagree");
+  const ConvPool s = describe(input, kernel_h, kernel_w, which.size(3), false);
   const int64_t taps = s.taps.size(), batch = input.size(0);
   // one (taps + 1, filters) block of partial sums per thread, added up at the end: no locks
   auto partial = torch::zeros({at::get_num_threads(), taps + 1, s.filters}, input.options());
-  const float *in = input.data_ptr<float>(), *g = grad.data_ptr<float>(), *o = out.data_ptr<float>();
+  const float *in = input.data_ptr<float>(), *g = grad.data_ptr<float>();
   const uint8_t* w = which.data_ptr<uint8_t>();
   float* sums = partial.data_ptr<float>();
   at::parallel_for(0, batch * s.pooled_h, ROWS_PER_TASK, [&](int64_t begin, int64_t end) {
     float* mine = sums + at::get_thread_num() * (taps + 1) * s.filters;
-    backward_range(s, in, g, o, w, mine, mine + taps * s.filters, begin, end);
+    backward_range(vector_bits, s, in, g, w, mine, mine + taps * s.filters, begin, end);
   });
   auto total = partial.sum(0);  // (taps + 1, filters)
   return {total.narrow(0, 0, taps), total.select(0, taps)};
@@ -268,6 +348,7 @@ std::vector<torch::Tensor> dropout_forward(torch::Tensor x, double keep, int64_t
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("widest_vectors", &widest_vectors);
   m.def("conv_pool_forward", &conv_pool_forward);
   m.def("conv_pool_backward", &conv_pool_backward);
   m.def("rmsprop_step", &rmsprop_step);
