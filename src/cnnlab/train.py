@@ -220,11 +220,11 @@ def fit(model, train_data, validation=None, config: TrainConfig | None = None, *
         for step in range(progress.step, steps_per_epoch):
             batch_index = order[step * batch:(step + 1) * batch]
             index = batch_index[world.rank::world.size]  # this process's share of the batch
-            batch_images = images[index]  # (B, H, W, C) uint8
+            batch_images = images.index_select(0, index)  # (B, H, W, C) uint8; images[index] is 10x slower
             if augmentation is not None:  # drawn for the whole batch from (seed, step): resumed runs and processes agree
                 choices = augmentation.draw(len(batch_index), config.seed, progress.global_step)
                 batch_images = augmentation.apply(batch_images, choices[world.rank::world.size])
-            inputs, targets = as_model_input(batch_images), labels[index]  # (B, C, H, W), (B,)
+            inputs, targets = as_model_input(batch_images), labels.index_select(0, index)  # (B, C, H, W), (B,)
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(config.schedule, base_lr, progress.global_step, steps_per_epoch * config.epochs)
             with mixed_precision:
