@@ -43,6 +43,7 @@ from cnnlab.evaluate import PRECISIONS, autocast, evaluate
 from cnnlab.modelio import save, write_atomic, write_json
 from cnnlab.models import as_model_input
 from cnnlab.optimizers import OPTIMIZERS, SCHEDULES, learning_rate, make_optimizer
+from cnnlab.plots import CurvesProcess, history_figure
 
 
 class TrainingInterrupted(Exception):
@@ -356,13 +357,13 @@ def _resumed_config(run: Path, given: TrainConfig) -> TrainConfig:
                           "epochs": max(given.epochs, saved["epochs"]), "device": given.device})
 
 
-def train(config: TrainConfig, resume: str | Path | None = None, verbose: bool = True) -> RunResult:
+def train(config: TrainConfig, resume: str | Path | None = None, verbose: bool = True,
+          curves: CurvesProcess | None = None) -> RunResult:
     """A whole run: data, model, fit with checkpoints, test metrics, and the run folder.
 
     Under torchrun every process calls this with the same arguments; process 0 writes the run folder.
+    ``curves``: a helper process started earlier draws curves.png (the CLI's); None draws it here.
     """
-    from cnnlab.plots import history_figure
-
     config.check()
     with distributed.process_group(resolve_device(config.device)) as device:
         if resume is not None:
@@ -397,5 +398,6 @@ def train(config: TrainConfig, resume: str | Path | None = None, verbose: bool =
         save(model, run, class_names=dataset.class_names, dataset=config.dataset)
         write_json(run / "metrics.json", {"test_loss": test["loss"], "test_accuracy": test["accuracy"],
                                           "per_class_accuracy": dict(zip(dataset.class_names, test["per_class_accuracy"]))})
-        history_figure(history, out=run / "curves.png", title=f"{model.name} on {config.dataset}")
+        draw = curves.draw if curves is not None else history_figure
+        draw(history, out=run / "curves.png", title=f"{model.name} on {config.dataset}")
     return RunResult(run, history, test, model)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 from pathlib import Path
 
 import click
@@ -66,6 +68,14 @@ def train(**options) -> None:
     With no options: the course's first CNN on MNIST, 2 epochs, batch 128, RMSprop,
     validation split 0.3. The last line printed is the test accuracy.
     """
+    from cnnlab.plots import CurvesProcess
+
+    # started before torch is imported (see cnnlab.plots); under torchrun process 0 alone writes the run
+    with CurvesProcess() if os.environ.get("RANK", "0") == "0" else contextlib.nullcontext() as curves:
+        _train(options, curves)
+
+
+def _train(options: dict, curves) -> None:
     from cnnlab.distributed import is_main, launch_command
     from cnnlab.train import TrainConfig, TrainingInterrupted, train as run_training
 
@@ -81,7 +91,7 @@ def train(**options) -> None:
     else:
         config = TrainConfig(**options)
     try:
-        result = run_training(config, resume=resume, verbose=not quiet)
+        result = run_training(config, resume=resume, verbose=not quiet, curves=curves)
     except TrainingInterrupted as stop:
         where = f"; resume with: {launch_command()} train --resume {stop.run}" if stop.run else ""
         if is_main():
