@@ -6,7 +6,11 @@ the torch already installed, so install with ``pip install --no-build-isolation`
 installs without the kernels and trains with torch's own operators (``cnnlab bench`` says which).
 """
 
+from pathlib import Path
+
 from setuptools import setup
+
+SOURCES = Path(__file__).resolve().parent / "src"
 
 
 def compiled_kernels() -> dict:
@@ -22,6 +26,8 @@ def compiled_kernels() -> dict:
             try:
                 super().run()
             except Exception as error:  # torch's compiler checks and ninja builds raise errors of their own
+                for extension in self.extensions:  # an editable install's module from an earlier build would load
+                    (SOURCES / self.get_ext_filename(extension.name)).unlink(missing_ok=True)
                 print(f"cnnlab: the compiled kernels did not build ({error}); cnnlab works without them, "
                       "with torch's own operators")
 
