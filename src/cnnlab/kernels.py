@@ -25,7 +25,8 @@ try:
     # the fused convolution's vector code: 512 (AVX-512), 256 (AVX2), or 0 where it has none and torch is faster
     VECTOR_BITS = _kernels.widest_vectors()
 except ImportError as error:  # not built (no compiler, or torch missing at install) or built for another torch
-    _kernels, WHY_OFF, VECTOR_BITS = None, f"not built or not loadable ({error}); with a C++ compiler, run scripts/setup.sh again", 0
+    _kernels, VECTOR_BITS = None, 0
+    WHY_OFF = f"not built or not loadable ({error}); with a C++ compiler, run scripts/setup.sh again"
 
 FUSED_FILTERS = (8, 16, 24, 32, 48, 64)  # the filter counts kernels.cpp has vector code for
 MAX_TAPS = 64  # kernel rows × columns × input channels: a first layer's, not a deep layer's
@@ -52,7 +53,8 @@ class _ConvPoolFunction(torch.autograd.Function):
     def forward(ctx, x, weight, bias, relu: bool):  # x (B, C, H, W) channels_last -> (B, F, H', W') channels_last
         images = x.permute(0, 2, 3, 1).contiguous()  # (B, H, W, C): a view when x is channels_last
         kernel = weight.permute(2, 3, 1, 0).reshape(-1, weight.shape[0]).contiguous()  # (KH·KW·C, F)
-        out, which = _kernels.conv_pool_forward(images, kernel, bias, weight.shape[2], weight.shape[3], relu, VECTOR_BITS)
+        out, which = _kernels.conv_pool_forward(images, kernel, bias, weight.shape[2], weight.shape[3], relu,
+                                                VECTOR_BITS)
         ctx.save_for_backward(images, which)
         ctx.shape, ctx.with_bias = weight.shape, ctx.needs_input_grad[2]
         return out.permute(0, 3, 1, 2)

@@ -221,7 +221,7 @@ def fit(model, train_data, validation=None, config: TrainConfig | None = None, *
         for step in range(progress.step, steps_per_epoch):
             batch_index = order[step * batch:(step + 1) * batch]
             index = batch_index[world.rank::world.size]  # this process's share of the batch
-            batch_images = images.index_select(0, index)  # (B, H, W, C) uint8; images[index] is 10x slower
+            batch_images = images.index_select(0, index)  # (B, H, W, C) uint8; images[index] takes 10x longer
             if augmentation is not None:  # drawn for the whole batch from (seed, step): resumed runs and processes agree
                 choices = augmentation.draw(len(batch_index), config.seed, progress.global_step)
                 batch_images = augmentation.apply(batch_images, choices[world.rank::world.size])
