@@ -86,16 +86,27 @@ ConvPool describe(const torch::Tensor& input, int64_t kernel_h, int64_t kernel_w
   return s;
 }
 
-// Rows are pooled rows of the batch: image b's row pi is row b * pooled_h + pi. The window of pooled pixel
-// (row, pj) is its top-left input value; its four candidates are that value's 2x2 square.
-INLINE const float* window_of(const ConvPool& s, const float* input, int64_t row, int64_t pj) {
-  const int64_t b = row / s.pooled_h, pi = row % s.pooled_h;
-  return input + ((b * s.height + 2 * pi) * s.width + 2 * pj) * s.channels;
-}
-
+// Rows are pooled rows of the batch: image b's row pi is row b * pooled_h + pi. A pooled pixel's window
+// is its top-left input value; its four candidates are that value's 2x2 square.
 INLINE void tap_inputs(const ConvPool& s, const float* window, int64_t tap, float x[4]) {  // at the four candidates
   const float* at = window + s.taps[tap];
   for (int q = 0; q < 4; ++q) x[q] = at[s.corners[q]];
+}
+
+// visit(window, first) for each group of `group` filters, from filter `first`, of every pooled pixel of rows
+// [begin, end), with `at` = where the group starts in the (B, H', W', filters) output. The visitors are
+// always_inline lambdas: compiled on their own they would get neither AVX2 nor AVX-512.
+template <typename Visit>
+INLINE void for_each_filter_group(const ConvPool& s, const float* input, int64_t begin, int64_t end, int group,
+                                  Visit visit) {
+  for (int64_t row = begin; row < end; ++row) {
+    const int64_t b = row / s.pooled_h, pi = row % s.pooled_h;
+    for (int64_t pj = 0; pj < s.pooled_w; ++pj) {
+      const float* window = input + ((b * s.height + 2 * pi) * s.width + 2 * pj) * s.channels;
+      for (int64_t first = 0; first < s.filters; first += group)
+        visit(window, first, (row * s.pooled_w + pj) * s.filters + first);
+    }
+  }
 }
 
 // The filters go by in groups of NV vectors of V: 4 x NV sums stay in registers while the taps go by.
@@ -103,42 +114,37 @@ template <typename V, int NV>
 INLINE void forward_rows(const ConvPool& s, const float* input, const float* kernel, const float* bias,
                          float* out, uint8_t* which, int64_t begin, int64_t end) {
   typedef typename Lanes<V>::Int Int;
-  constexpr int lanes = sizeof(V) / 4, group = NV * lanes;
+  constexpr int lanes = sizeof(V) / 4;
   const int64_t taps = s.taps.size();
-  for (int64_t row = begin; row < end; ++row)
-    for (int64_t pj = 0; pj < s.pooled_w; ++pj) {
-      const float* window = window_of(s, input, row, pj);
-      const int64_t pixel = (row * s.pooled_w + pj) * s.filters;  // its offset in the (B, H', W', filters) output
-      for (int64_t first = 0; first < s.filters; first += group) {
-        V sums[4][NV] = {};  // the convolution at the four candidates
-        for (int64_t t = 0; t < taps; ++t) {
-          float x[4];
-          tap_inputs(s, window, t, x);
-          for (int j = 0; j < NV; ++j) {
-            const V k = load<V>(kernel + t * s.filters + first + j * lanes);
-            for (int q = 0; q < 4; ++q) sums[q][j] += x[q] * k;
-          }
-        }
-        for (int j = 0; j < NV; ++j) {
-          V best = sums[0][j];
-          Int winner = {};  // in 32-bit lanes like the comparisons, then narrowed to bytes
-          for (int q = 1; q < 4; ++q) {  // strictly larger: ties go to the first candidate, as in torch's max_pool2d
-            const auto larger = sums[q][j] > best;
-            best = larger ? sums[q][j] : best;
-            winner = larger ? Int{} + q : winner;
-          }
-          const int64_t at = pixel + first + j * lanes;
-          V value = best + load<V>(bias + first + j * lanes);  // one bias per filter: adding it after the max is the same
-          if (s.relu) {  // a pixel the ReLU zeroes passes no gradient back: no candidate won (ZEROED)
-            const auto zeroed = !(value > 0.f);
-            value = zeroed ? V{} : value;
-            winner = zeroed ? Int{} + ZEROED : winner;
-          }
-          store(out + at, value);
-          store(which + at, narrow(winner));
-        }
+  for_each_filter_group(s, input, begin, end, NV * lanes,
+                        [&](const float* window, int64_t first, int64_t at) __attribute__((always_inline)) {
+    V sums[4][NV] = {};  // the convolution at the four candidates
+    for (int64_t t = 0; t < taps; ++t) {
+      float x[4];
+      tap_inputs(s, window, t, x);
+      for (int j = 0; j < NV; ++j) {
+        const V k = load<V>(kernel + t * s.filters + first + j * lanes);
+        for (int q = 0; q < 4; ++q) sums[q][j] += x[q] * k;
       }
     }
+    for (int j = 0; j < NV; ++j) {
+      V best = sums[0][j];
+      Int winner = {};  // in 32-bit lanes like the comparisons, then narrowed to bytes
+      for (int q = 1; q < 4; ++q) {  // strictly larger: ties go to the first candidate, as in torch's max_pool2d
+        const auto larger = sums[q][j] > best;
+        best = larger ? sums[q][j] : best;
+        winner = larger ? Int{} + q : winner;
+      }
+      V value = best + load<V>(bias + first + j * lanes);  // one bias per filter: adding it after the max is the same
+      if (s.relu) {  // a pixel the ReLU zeroes passes no gradient back: no candidate won (ZEROED)
+        const auto zeroed = !(value > 0.f);
+        value = zeroed ? V{} : value;
+        winner = zeroed ? Int{} + ZEROED : winner;
+      }
+      store(out + at + j * lanes, value);
+      store(which + at + j * lanes, narrow(winner));
+    }
+  });
 }
 
 // Adds rows [begin, end)'s share of the kernel's gradient (taps, filters) and the bias's (filters).
@@ -146,33 +152,28 @@ template <typename V, int NV>
 INLINE void backward_rows(const ConvPool& s, const float* input, const float* grad, const uint8_t* which,
                           float* grad_kernel, float* grad_bias, int64_t begin, int64_t end) {
   typedef typename Lanes<V>::Int Int;
-  constexpr int lanes = sizeof(V) / 4, group = NV * lanes;
+  constexpr int lanes = sizeof(V) / 4;
   const int64_t taps = s.taps.size();
-  for (int64_t row = begin; row < end; ++row)
-    for (int64_t pj = 0; pj < s.pooled_w; ++pj) {
-      const float* window = window_of(s, input, row, pj);
-      const int64_t pixel = (row * s.pooled_w + pj) * s.filters;
-      for (int64_t first = 0; first < s.filters; first += group) {
-        V routed[4][NV];  // the pixel's gradient, sent to the candidate that won the max
-        for (int j = 0; j < NV; ++j) {
-          const int64_t at = pixel + first + j * lanes;
-          const V g = load<V>(grad + at);  // loaded whatever `which` says: a load masked by it waits for it
-          const Int won = widen(load<typename Lanes<V>::Bytes>(which + at));
-          for (int q = 0; q < 4; ++q) routed[q][j] = won == q ? g : V{};  // all zero where the ReLU zeroed it
-          float* b = grad_bias + first + j * lanes;
-          store(b, load<V>(b) + ((routed[0][j] + routed[1][j]) + (routed[2][j] + routed[3][j])));
-        }
-        for (int64_t t = 0; t < taps; ++t) {
-          float x[4];
-          tap_inputs(s, window, t, x);
-          for (int j = 0; j < NV; ++j) {
-            float* k = grad_kernel + t * s.filters + first + j * lanes;
-            store(k, load<V>(k) + ((x[0] * routed[0][j] + x[1] * routed[1][j]) +
-                                   (x[2] * routed[2][j] + x[3] * routed[3][j])));
-          }
-        }
+  for_each_filter_group(s, input, begin, end, NV * lanes,
+                        [&](const float* window, int64_t first, int64_t at) __attribute__((always_inline)) {
+    V routed[4][NV];  // the pixel's gradient, sent to the candidate that won the max
+    for (int j = 0; j < NV; ++j) {
+      const V g = load<V>(grad + at + j * lanes);  // loaded whatever `which` says: a load masked by it waits for it
+      const Int won = widen(load<typename Lanes<V>::Bytes>(which + at + j * lanes));
+      for (int q = 0; q < 4; ++q) routed[q][j] = won == q ? g : V{};  // all zero where the ReLU zeroed it
+      float* b = grad_bias + first + j * lanes;
+      store(b, load<V>(b) + ((routed[0][j] + routed[1][j]) + (routed[2][j] + routed[3][j])));
+    }
+    for (int64_t t = 0; t < taps; ++t) {
+      float x[4];
+      tap_inputs(s, window, t, x);
+      for (int j = 0; j < NV; ++j) {
+        float* k = grad_kernel + t * s.filters + first + j * lanes;
+        store(k, load<V>(k) + ((x[0] * routed[0][j] + x[1] * routed[1][j]) +
+                               (x[2] * routed[2][j] + x[3] * routed[3][j])));
       }
     }
+  });
 }
 
 // The widest vectors the processor has, in bits; 0 where the fused kernel has no vector code (it would
