@@ -5,6 +5,10 @@ from __future__ import annotations
 import copy
 import inspect
 import json
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -124,6 +128,26 @@ def test_bench_compares_with_the_textbook_loop(run_cli, tmp_path):
     ratio = textbook["seconds"] / figures["engine"]["seconds"]
     assert figures["textbook_over_engine"] == pytest.approx(ratio, rel=0.05)  # both rounded
     assert "textbook loop" in result.out and "textbook loop / cnnlab engine:" in result.out
+
+
+BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
+
+
+@pytest.mark.parametrize("script, arguments, line", [
+    ("course_fit.py", ["--limit", "600", "--epochs", "1"],
+     r"cnnlab engine: fit \d+\.\d\d s for 1 epoch of 420 samples, val_accuracy (0\.\d{4}), peak RSS \d+ MB"),
+    ("course_fit.py", ["--loop", "textbook", "--limit", "600", "--epochs", "1"],
+     r"textbook loop: fit \d+\.\d\d s for 1 epoch of 420 samples, val_accuracy (0\.\d{4}), peak RSS \d+ MB"),
+    ("public_mnist_recipe.py", ["--limit", "4096"], r"public recipe: fit \d+\.\d\d s, test accuracy (0\.\d{4})"),
+])
+def test_benchmark_scripts_train_and_print_their_figures(script, arguments, line):
+    """The whole-process yardsticks of benchmarks/README.md run, learn (chance is 0.1) and print one line."""
+    done = subprocess.run([sys.executable, str(BENCHMARKS / script), *arguments], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    match = re.fullmatch(line, done.stdout.strip())
+    assert match, done.stdout
+    assert float(match[1]) > 0.3
 
 
 def test_bench_refuses_a_json_file_in_a_missing_folder(run_cli, tmp_path):
