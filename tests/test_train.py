@@ -75,6 +75,14 @@ def test_out_of_range_options_are_one_line(run_cli, tmp_path, option, value, mes
     assert not any(tmp_path.iterdir())  # nothing written
 
 
+def test_cuda_without_a_gpu_is_one_line(run_cli, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the same answer on a machine that has one
+    result = run_cli("train", "--device", "cuda", "--runs-dir", tmp_path)
+    assert (result.code, result.out) == (1, "")
+    assert result.err == "cnnlab: error: --device cuda: no CUDA GPU is visible to PyTorch; use --device cpu or auto\n"
+    assert not any(tmp_path.iterdir())  # nothing written
+
+
 def test_unknown_option_is_a_usage_error(run_cli):
     result = run_cli("train", "--epoch", "3")
     assert result.code == 2 and len(result.err.splitlines()) == 1
