@@ -25,5 +25,6 @@ parser.add_argument("--limit", type=int)
 arguments = parser.parse_args()
 label, run_fit = LOOPS[arguments.loop]
 result = run_fit(arguments.model, arguments.epochs, arguments.limit)
-print(f"{label}: fit {result['seconds']:.2f} s for {arguments.epochs} epoch{'s' * (arguments.epochs != 1)} of {result['samples']:,} samples, "
+epochs = f"{arguments.epochs} epoch{'s' * (arguments.epochs != 1)}"
+print(f"{label}: fit {result['seconds']:.2f} s for {epochs} of {result['samples']:,} samples, "
       f"val_accuracy {result['val_accuracy']:.4f}, peak RSS {peak_rss_mb():.0f} MB")

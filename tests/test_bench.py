@@ -20,6 +20,8 @@ from cnnlab.models import as_model_input, create_model
 from cnnlab.optimizers import make_optimizer
 from cnnlab.train import TrainConfig, _epoch_order, fit, seed_everything
 
+BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
+
 
 def test_channels_last_model_matches_the_plain_model():
     torch.manual_seed(0)
@@ -128,9 +130,6 @@ def test_bench_compares_with_the_textbook_loop(run_cli, tmp_path):
     ratio = textbook["seconds"] / figures["engine"]["seconds"]
     assert figures["textbook_over_engine"] == pytest.approx(ratio, rel=0.05)  # both rounded
     assert "textbook loop" in result.out and "textbook loop / cnnlab engine:" in result.out
-
-
-BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
 
 
 @pytest.mark.parametrize("script, arguments, line", [
