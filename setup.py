@@ -1,4 +1,4 @@
-"""Builds cnnlab's compiled CPU kernels (cnnlab._kernels) next to the pure-Python package.
+"""Builds cnnlab's compiled CPU kernels (cnnlab.engine._kernels) next to the pure-Python package.
 
 pyproject.toml holds the project's metadata; this file only adds the extension. It compiles against
 the torch already installed, so install with ``pip install --no-build-isolation`` after torch
@@ -32,8 +32,8 @@ def compiled_kernels() -> dict:
                       "with torch's own operators")
 
     kernels = CppExtension(
-        "cnnlab._kernels",
-        ["src/cnnlab/csrc/kernels.cpp"],
+        "cnnlab.engine._kernels",
+        ["src/cnnlab/engine/csrc/kernels.cpp"],
         # -fno-math-errno lets sqrt vectorise; -fopenmp makes at::parallel_for use torch's threads
         extra_compile_args=["-O3", "-fno-math-errno", "-fopenmp"],
         extra_link_args=["-fopenmp"],

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 
-from cnnlab.bench import engine_fit, peak_rss_mb, textbook_fit
+from cnnlab.training.bench import engine_fit, peak_rss_mb, textbook_fit
 
 LOOPS = {"engine": ("cnnlab engine", engine_fit), "textbook": ("textbook loop", textbook_fit)}
 

@@ -17,7 +17,7 @@ TIMEFORMAT='%R s wall'
 "$python" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else "gpu_check: torch sees no CUDA GPU here")'
 mkdir -p "$folder"
 "$python" setup.py -q build_ext --inplace >"$folder/build.log" 2>&1 || echo "gpu_check: no CPU kernels (see $folder/build.log)"
-"$python" -c 'import torch, cnnlab.kernels as k
+"$python" -c 'import torch, cnnlab.engine.kernels as k
 print(f"torch {torch.__version__}, {torch.cuda.get_device_name()}, {torch.get_num_threads()} CPU threads, CPU kernels {k.status()}")'
 "$python" -m pytest -q -p no:cacheprovider tests/test_cuda.py
 

@@ -89,7 +89,7 @@ def rss_mib(pid: int) -> float:
 
 def digit_pictures(count: int = 64) -> list[bytes]:
     """The first MNIST test digits as PNG files (light ink on dark, as MNIST has them)."""
-    from cnnlab.data import load_dataset
+    from cnnlab.data.registry import load_dataset
 
     pictures = []
     for pixels in load_dataset("mnist").x_test[:count, ..., 0]:
@@ -217,7 +217,7 @@ def outcome(connection: socket.socket, wait: float) -> str:
     connection.settimeout(wait)
     try:
         answer = connection.recv(64)
-    except socket.timeout:
+    except TimeoutError:
         return "open"
     finally:
         connection.close()
@@ -247,7 +247,7 @@ class Report:
 
 def run_load_test(run: Path, requests: int, clients: int, abuse_rounds: int = 3, stalled: int = 4) -> Report:
     """Start the server, stall some connections, warm up, then load and abuse it at the same time."""
-    from cnnlab.serve import BODY_TIMEOUT, HEAD_TIMEOUT
+    from cnnlab.serve.app import BODY_TIMEOUT, HEAD_TIMEOUT
 
     pictures = digit_pictures()
     with tempfile.TemporaryDirectory() as scratch, running_server(run, Path(scratch) / "server.log") as server:
@@ -268,8 +268,8 @@ def run_load_test(run: Path, requests: int, clients: int, abuse_rounds: int = 3,
 
 
 def untrained_run(folder: Path) -> Path:
-    from cnnlab.modelio import save
-    from cnnlab.models import create_model
+    from cnnlab.nn.modelio import save
+    from cnnlab.nn.registry import create_model
 
     return save(create_model("cnn"), folder, class_names=[str(digit) for digit in range(10)], dataset="mnist")
 

@@ -15,7 +15,7 @@ python=${PYTHON:-python3}
 .venv/bin/pip install --quiet --disable-pip-version-check torch==2.13.0 'setuptools>=77'
 # --no-build-isolation: the compiled kernels (setup.py, about a minute) build against the torch just installed
 .venv/bin/pip install --quiet --disable-pip-version-check --no-build-isolation -e '.[web,onnx,dev]'
-.venv/bin/python -c 'from cnnlab import kernels; print("setup: compiled kernels", kernels.status())'
+.venv/bin/python -c 'from cnnlab.engine import kernels; print("setup: compiled kernels", kernels.status())'
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   apt-get update -qq

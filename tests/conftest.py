@@ -41,7 +41,8 @@ def trained_run(tmp_path_factory):
 
     Trained once per test session and shared: tests that need a real model use it read-only.
     """
-    from cnnlab.train import TrainConfig, train
+    from cnnlab.training.config import TrainConfig
+    from cnnlab.training.train import train
 
     runs = tmp_path_factory.mktemp("runs")
     config = TrainConfig(limit=6000, epochs=2, validation_split=0.0, runs_dir=str(runs), name="t", device="cpu")

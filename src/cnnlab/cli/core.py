@@ -22,15 +22,16 @@ MODEL_HELP = ("a registry model (mlp, cnn, cnn2, cnn-dropout, cnn-deep, cifar-cn
 @click.option("--input-shape", metavar="H,W,C", help="Input shape, e.g. 28,28,1 (default: the model's own).")
 @click.option("--json", "as_json", is_flag=True, help="Print the rows and totals as JSON.")
 def summary(model: str, input_shape: str | None, as_json: bool) -> None:
-    from cnnlab.models import parse_input_shape, parse_model
-    from cnnlab.summary import format_summary, summarize
+    from cnnlab.nn.registry import parse_model
+    from cnnlab.nn.specs import parse_input_shape
+    from cnnlab.nn.summary import format_summary, summarize
 
     counted = summarize(parse_model(model, parse_input_shape(input_shape)))
     click.echo(json.dumps(counted.to_dict(), indent=2) if as_json else format_summary(counted))
 
 
 def _model_names() -> str:
-    from cnnlab.models import MODEL_CARDS  # the registry is the one list of names
+    from cnnlab.names import MODEL_CARDS  # the registry is the one list of names
 
     return ", ".join(MODEL_CARDS)
 
@@ -68,22 +69,25 @@ def train(**options) -> None:
     With no options: the course's first CNN on MNIST, 2 epochs, batch 128, RMSprop,
     validation split 0.3. The last line printed is the test accuracy.
     """
-    from cnnlab.plots import CurvesProcess
+    from cnnlab.lab.plots import CurvesProcess
 
-    # started before torch is imported (see cnnlab.plots); under torchrun process 0 alone writes the run
+    # started before torch is imported (see cnnlab.lab.plots); under torchrun process 0 alone writes the run
     with CurvesProcess() if os.environ.get("RANK", "0") == "0" else contextlib.nullcontext() as curves:
         _train(options, curves)
 
 
 def _train(options: dict, curves) -> None:
-    from cnnlab.distributed import is_main, launch_command
-    from cnnlab.train import TrainConfig, TrainingInterrupted, train as run_training
+    from cnnlab.training.callbacks import TrainingInterrupted
+    from cnnlab.training.config import TrainConfig
+    from cnnlab.training.distributed import is_main, launch_command
+    from cnnlab.training.train import train as run_training
 
     resume, quiet, recipe = options.pop("resume"), options.pop("quiet"), options.pop("recipe")
     options["data_dir"] = options["data_dir"] and str(options["data_dir"])
     if recipe:
         from click.core import ParameterSource
-        from cnnlab.recipes import recipe_config
+
+        from cnnlab.training.recipes import recipe_config
 
         context = click.get_current_context()
         config = recipe_config(recipe, **{key: value for key, value in options.items()
@@ -116,8 +120,8 @@ def evaluate(run: str, dataset: str | None, data_dir: Path | None, with_report: 
     """Test loss, accuracy and per-class accuracy of a trained RUN."""
     if out is not None and not with_report:
         raise click.UsageError("--out is the folder for --report's files; add --report")
-    from cnnlab.evaluate import predict_logits, score
-    from cnnlab.modelio import load
+    from cnnlab.nn.modelio import load
+    from cnnlab.training.evaluate import predict_logits, score
 
     model = load(run)
     config = _run_config(Path(run))
@@ -137,7 +141,7 @@ def evaluate(run: str, dataset: str | None, data_dir: Path | None, with_report: 
     for name, value in zip(model.class_names, metrics["per_class_accuracy"]):
         click.echo(f"  {name.ljust(width)}  {value:.4f}")
     if with_report:
-        from cnnlab.report import build_report, format_report, write_report
+        from cnnlab.lab.report import build_report, format_report, write_report
 
         report = build_report(logits, data.y_test, model.class_names)
         click.echo("\n" + format_report(report))
@@ -167,8 +171,9 @@ def reproduce(models: str, epochs: int | None, limit: int | None, out_dir: str |
 
     Writes the table as reproduce.md and reproduce.json next to the runs.
     """
-    from cnnlab.models import MODEL_CARDS
-    from cnnlab.reproduce import format_table, reproduce as run_experiments
+    from cnnlab.names import MODEL_CARDS
+    from cnnlab.training.reproduce import format_table
+    from cnnlab.training.reproduce import reproduce as run_experiments
 
     chosen = [name.strip() for name in models.split(",") if name.strip()]
     unknown = [name for name in chosen if name not in MODEL_CARDS]

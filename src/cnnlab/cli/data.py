@@ -30,7 +30,7 @@ def dataset_options(command):
 def load_dataset_from_options(dataset: str, data_dir: Path | None = None, image_size: int = 28,
                               channels: int = 1):
     """Load what the dataset options name, and say on stderr which unreadable files were skipped."""
-    from cnnlab.data import load_dataset
+    from cnnlab.data.registry import load_dataset
 
     loaded = load_dataset(dataset, data_dir, image_size=image_size, channels=channels)
     if loaded.skipped:
@@ -41,7 +41,7 @@ def load_dataset_from_options(dataset: str, data_dir: Path | None = None, image_
 @click.command("datasets")
 def datasets_command() -> None:
     """List the datasets: image shape, classes, sizes, and where each is found or how to get it."""
-    from cnnlab.data import list_datasets
+    from cnnlab.data.registry import list_datasets
 
     rows = [("name", "shape", "classes", "train", "test", "where")]
     rows += [(info.name, "×".join(map(str, info.image_shape)), str(info.num_classes), str(info.train_size),
@@ -67,7 +67,7 @@ def datasets_command() -> None:
 def show_command(dataset: str, count: int, split: str, data_dir: Path | None, image_size: int, channels: int,
                  out: Path | None) -> None:
     from cnnlab.errors import CnnlabError
-    from cnnlab.plots import sample_grid
+    from cnnlab.lab.plots import sample_grid
 
     loaded = load_dataset_from_options(dataset, data_dir, image_size, channels)
     images, labels = (loaded.x_train, loaded.y_train) if split == "train" else (loaded.x_test, loaded.y_test)

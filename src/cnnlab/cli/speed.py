@@ -23,9 +23,9 @@ def bench(model: str, compare: str | None, epochs: int, limit: int | None, json_
     """
     from pathlib import Path
 
-    from cnnlab.bench import format_bench, run_bench
     from cnnlab.errors import CnnlabError
-    from cnnlab.modelio import write_json
+    from cnnlab.files import write_json
+    from cnnlab.training.bench import format_bench, run_bench
 
     if json_path and not Path(json_path).resolve().parent.is_dir():
         raise CnnlabError(f"--json {json_path}: its folder does not exist; create it or choose another file")
@@ -39,7 +39,7 @@ def bench(model: str, compare: str | None, epochs: int, limit: int | None, json_
 @click.option("--json", "as_json", is_flag=True, help="Print the recipes and their measurements as JSON.")
 def recipes(as_json: bool) -> None:
     """The training recipes, with the accuracy and time measured for each. Run one with `cnnlab train --recipe NAME`."""
-    from cnnlab.recipes import format_recipes, list_recipes
+    from cnnlab.training.recipes import format_recipes, list_recipes
 
     if as_json:
         click.echo(json.dumps([recipe.to_dict() for recipe in list_recipes()], indent=2))

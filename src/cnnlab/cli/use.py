@@ -30,8 +30,10 @@ def predict(run: str, images: tuple[str, ...], top_k: int, as_json: bool, show: 
     models get MNIST's own preprocessing (ink cropped, fitted in 20×20, centred by mass in 28×28),
     Fashion-MNIST models the fit to 28×28, others a resize to their input size.
     """
-    from cnnlab.modelio import load
-    from cnnlab.preprocess import BlankImageError, open_image, predict_image
+    from cnnlab.data.digits import BlankImageError
+    from cnnlab.data.images import open_image
+    from cnnlab.nn.modelio import load
+    from cnnlab.serve.predict import predict_image
 
     model = load(run)
     shown_dir = Path(show) if show else None
@@ -72,7 +74,7 @@ def _write_png(path: Path, pixels) -> None:
 
     from PIL import Image
 
-    from cnnlab.modelio import write_atomic
+    from cnnlab.files import write_atomic
 
     buffer = io.BytesIO()
     Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels).save(buffer, format="PNG")
@@ -87,8 +89,8 @@ def _write_png(path: Path, pixels) -> None:
 @click.option("--opset", type=click.IntRange(min=17), default=18, show_default=True, help="ONNX opset version.")
 def export(run: str, onnx_file: str, opset: int) -> None:
     """Export the model of RUN to ONNX, checked against PyTorch with onnxruntime (needs cnnlab[onnx])."""
-    from cnnlab.export import TOLERANCE, export_onnx
-    from cnnlab.modelio import load
+    from cnnlab.nn.modelio import load
+    from cnnlab.serve.onnx import TOLERANCE, export_onnx
 
     difference = export_onnx(load(run), onnx_file, opset=opset)
     size = Path(onnx_file).stat().st_size
@@ -115,8 +117,8 @@ def serve(run: str, host: str, port: int, max_upload: int) -> None:
 
     Open http://HOST:PORT/ to draw; the API is documented at /docs. Ctrl-C stops the server.
     """
-    from cnnlab.modelio import load
-    from cnnlab.serve import serve as run_server
+    from cnnlab.nn.modelio import load
+    from cnnlab.serve.app import serve as run_server
 
     model = load(run)  # a bad RUN is reported before the banner: one line, as every error
     click.echo(f"cnnlab: serving {run} on http://{host}:{port}/ (API docs: /docs); Ctrl-C stops", err=True)

@@ -1,5 +1,5 @@
-"""Commands of the convolution lab: ``filter`` and ``channels`` (cnnlab.vision on the command line),
-and ``filters`` and ``features``, which look inside a trained model (cnnlab.inspect).
+"""Commands of the convolution lab: ``filter`` and ``channels`` (cnnlab.lab.vision on the command line),
+and ``filters`` and ``features``, which look inside a trained model (cnnlab.lab.inspect).
 
 Each command parses its options, calls the Python API, prints what it computed and writes a PNG.
 The shared pieces are the N|NY,NX option type, ``--out``, and turning the lab's ValueErrors and
@@ -58,7 +58,7 @@ def out_option(default: str):
 
 @contextmanager
 def lab_errors(command: str) -> Iterator[None]:
-    """cnnlab.vision rejects impossible settings with ValueError; here they are the user's to fix."""
+    """cnnlab.lab.vision rejects impossible settings with ValueError; here they are the user's to fix."""
     try:
         yield
     except ValueError as problem:
@@ -83,8 +83,7 @@ def _wrote(figure, out) -> str:
 
 def _read_image(path: str | None):
     """(image, where it came from): the file, or the lab's default photo when none is given."""
-    from cnnlab import vision
-
+    from cnnlab.lab import vision
     if path is None:
         return vision.default_photo(), f"the default photo ({vision.DEFAULT_PHOTO}, centre square)"
     return vision.load_image(path), path
@@ -92,8 +91,7 @@ def _read_image(path: str | None):
 
 def _output_line(before: tuple[int, ...], after: tuple[int, ...], window, stride, padding: str) -> str:
     """``output: 255×510  (out = ...: rows floor((512 + 0 − 3) / 2) + 1 = 255, cols ...)``."""
-    from cnnlab import vision
-
+    from cnnlab.lab import vision
     steps = []
     for axis, n, k, s in zip(("rows", "cols"), before, window, stride):
         out, pad = vision.output_size(n, k, s, padding)
@@ -103,8 +101,7 @@ def _output_line(before: tuple[int, ...], after: tuple[int, ...], window, stride
 
 def _apply_kernel(image, label: str, weights, stride, padding: str, per_channel: bool):
     """Convolve, print the kernel and the output shape; (output, short description)."""
-    from cnnlab import vision
-
+    from cnnlab.lab import vision
     window = weights.shape[:2]
     print(f"kernel: {label} {vision.format_shape(window)}, stride {stride}, padding {padding}")
     output = vision.convolve(image, weights, stride=stride, padding=padding, per_channel=per_channel)
@@ -114,8 +111,7 @@ def _apply_kernel(image, label: str, weights, stride, padding: str, per_channel:
 
 def _apply_pool(image, kind: str, size: tuple[int, int]):
     """Pool K×K with stride K (Keras's default), print the output shape; (output, short description)."""
-    from cnnlab import vision
-
+    from cnnlab.lab import vision
     print(f"pool: {kind} {vision.format_shape(size)}, stride {size}, padding valid")
     output = vision.pool(image, size, kind=kind)
     print(_output_line(image.shape, output.shape, size, size, "valid"))
@@ -160,8 +156,7 @@ def filter_command(image, kernel_spec, kernel_size, seed, stride, padding, pool_
       cnnlab filter --pool max:5                   # 512×512 -> 102×102
       cnnlab filter photo.jpg --kernel "0,-1,0;-1,5,-1;0,-1,0" --per-channel
     """
-    from cnnlab import vision
-
+    from cnnlab.lab import vision
     if kernel_spec is None and pool_spec is None:
         raise click.UsageError("give --kernel, --pool or both")
     if kernel_spec is None and kernel_size is not None:
@@ -198,8 +193,7 @@ def channels_command(image, seed, out):
     Without IMAGE: a random 4×4×3 image, as in the course, drawn with one square per pixel.
     Pixels are floats in [0, 1]; each plane is drawn from white (0) to its full colour (1).
     """
-    from cnnlab import vision
-
+    from cnnlab.lab import vision
     if image is None:
         picture, source = vision.random_color_image(seed), f"a random image (seed {seed})"
     else:
@@ -234,8 +228,8 @@ def filters_command(run, layer, out):
       cnnlab filters runs/cnn-mnist-20250101-120000
       cnnlab filters runs/deep --layer conv2d_1 --out second-layer.png
     """
-    from cnnlab import inspect, modelio
-
+    from cnnlab.lab import inspect
+    from cnnlab.nn import modelio
     model = modelio.load(run)
     chosen = inspect.conv_layer(model, layer)
     print(inspect.kernel_shape_line(chosen))
@@ -265,8 +259,8 @@ def features_command(run, image, index, max_channels, out):
       cnnlab features runs/cnn-mnist-20250101-120000 --index 7
       cnnlab features runs/cnn-mnist-20250101-120000 my-digit.png --max-channels 32
     """
-    from cnnlab import inspect, modelio, vision
-
+    from cnnlab.lab import inspect, vision
+    from cnnlab.nn import modelio
     if image is not None and index is not None:
         raise click.UsageError("give IMAGE or --index, not both")
     model = modelio.load(run)

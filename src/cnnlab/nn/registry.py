@@ -1,0 +1,62 @@
+"""The course's models by name (the table is ``cnnlab.names.MODEL_CARDS``), built for the data at hand.
+
+``create_model("cnn")`` is the course's first CNN for MNIST; ``create_model("cnn", input_shape=(64, 64, 3),
+classes=2)`` is the same architecture for a folder of 64×64 colour pictures in two classes, as a Keras
+user would write ``Dense(num_classes)``: the input shape and the last Dense layer's units follow the data.
+``parse_model`` takes anything the command line's --model takes.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from cnnlab.names import MODEL_CARDS
+from cnnlab.nn.sequential import Sequential
+from cnnlab.nn.specs import KEYWORDS, SpecError, model_from_spec, parse_spec_line
+
+
+def list_models() -> list[str]:
+    return list(MODEL_CARDS)
+
+
+def create_model(name: str, input_shape=None, classes: int | None = None) -> Sequential:
+    """A registry model, freshly initialised.
+
+    ``input_shape`` (H, W, C) replaces the course's; ``classes`` replaces the units of the last Dense layer
+    (its softmax stays), so the model fits data of that shape with that many classes.
+    """
+    if name not in MODEL_CARDS:
+        raise SpecError(f"unknown model {name!r}; choose one of {', '.join(MODEL_CARDS)} or give a spec")
+    if classes is not None and (not isinstance(classes, int) or isinstance(classes, bool) or classes < 1):
+        raise ValueError(f"create_model: classes must be a positive integer. Received: classes={classes!r}")
+    spec = parse_spec_line(MODEL_CARDS[name].spec)
+    spec["name"] = name
+    if classes is not None:
+        spec["layers"][-1]["units"] = classes  # every registry model ends with dense(N,softmax)
+    return model_from_spec(spec, input_shape=input_shape)
+
+
+def parse_model(text: str, input_shape=None, classes: int | None = None) -> Sequential:
+    """A registry name, a path to a JSON spec, or a one-line spec -> a model.
+
+    ``classes`` applies to registry models only: a spec written out by a user is built as written.
+    """
+    if text in MODEL_CARDS:
+        return create_model(text, input_shape, classes)
+    if text.endswith(".json"):
+        path = Path(text)
+        try:
+            spec = json.loads(path.read_text())
+        except OSError as problem:
+            raise SpecError(f"{path}: cannot read the model spec ({problem.strerror})") from None
+        except json.JSONDecodeError as problem:
+            raise SpecError(f"{path}: not valid JSON (line {problem.lineno}: {problem.msg})") from None
+        spec.setdefault("name", path.stem)
+        return model_from_spec(spec, input_shape)
+    if "(" not in text and "-" not in text and text.lower() not in KEYWORDS:
+        raise SpecError(f"unknown model {text!r}; choose one of {', '.join(MODEL_CARDS)}, a .json spec or a "
+                        "one-line spec such as 'conv(32,3)-maxpool(2)-relu-flatten-dense(10,softmax)'")
+    spec = parse_spec_line(text)
+    spec.setdefault("name", "custom")
+    return model_from_spec(spec, input_shape)
