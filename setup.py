@@ -17,8 +17,10 @@ def compiled_kernels() -> dict:
     try:
         from torch.utils.cpp_extension import BuildExtension, CppExtension
     except ImportError:
-        print("cnnlab: torch is not importable here, so the compiled kernels are skipped; "
-              "install torch first, then cnnlab with pip install --no-build-isolation")
+        print(
+            "cnnlab: torch is not importable here, so the compiled kernels are skipped; "
+            "install torch first, then cnnlab with pip install --no-build-isolation"
+        )
         return {}
 
     class BuildOptionalExtension(BuildExtension):
@@ -28,8 +30,10 @@ def compiled_kernels() -> dict:
             except Exception as error:  # torch's compiler checks and ninja builds raise errors of their own
                 for extension in self.extensions:  # an editable install's module from an earlier build would load
                     (SOURCES / self.get_ext_filename(extension.name)).unlink(missing_ok=True)
-                print(f"cnnlab: the compiled kernels did not build ({error}); cnnlab works without them, "
-                      "with torch's own operators")
+                print(
+                    f"cnnlab: the compiled kernels did not build ({error}); cnnlab works without them, "
+                    "with torch's own operators"
+                )
 
     kernels = CppExtension(
         "cnnlab.engine._kernels",

@@ -26,5 +26,7 @@ arguments = parser.parse_args()
 label, run_fit = LOOPS[arguments.loop]
 result = run_fit(arguments.model, arguments.epochs, arguments.limit)
 epochs = f"{arguments.epochs} epoch{'s' * (arguments.epochs != 1)}"
-print(f"{label}: fit {result['seconds']:.2f} s for {epochs} of {result['samples']:,} samples, "
-      f"val_accuracy {result['val_accuracy']:.4f}, peak RSS {peak_rss_mb():.0f} MB")
+print(
+    f"{label}: fit {result['seconds']:.2f} s for {epochs} of {result['samples']:,} samples, "
+    f"val_accuracy {result['val_accuracy']:.4f}, peak RSS {peak_rss_mb():.0f} MB"
+)

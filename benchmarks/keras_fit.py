@@ -23,7 +23,7 @@ MNIST = Path(__file__).resolve().parent.parent / "src" / "cnnlab" / "datasets" /
 def idx(name: str) -> np.ndarray:
     data = gzip.decompress((MNIST / name).read_bytes())
     dimensions = data[3]
-    shape = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(dimensions)]
+    shape = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(dimensions)]
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dimensions).reshape(shape)
 
 
@@ -36,18 +36,22 @@ y_train = keras.utils.to_categorical(idx("train-labels-idx1-ubyte.gz"), 10)
 y_test = keras.utils.to_categorical(idx("t10k-labels-idx1-ubyte.gz"), 10)
 
 keras.utils.set_random_seed(0)
-model = keras.Sequential([
-    keras.Input((28, 28, 1)),
-    layers.Conv2D(32, (3, 3)),
-    layers.MaxPooling2D((2, 2)),
-    layers.Activation("relu"),
-    layers.Flatten(),
-    layers.Dense(128, activation="relu"),
-    layers.Dense(10, activation="softmax"),
-])
+model = keras.Sequential(
+    [
+        keras.Input((28, 28, 1)),
+        layers.Conv2D(32, (3, 3)),
+        layers.MaxPooling2D((2, 2)),
+        layers.Activation("relu"),
+        layers.Flatten(),
+        layers.Dense(128, activation="relu"),
+        layers.Dense(10, activation="softmax"),
+    ]
+)
 model.compile(loss="categorical_crossentropy", optimizer="rmsprop", metrics=["accuracy"])
 started = time.perf_counter()
 model.fit(x_train, y_train, batch_size=128, epochs=2, validation_split=0.3, verbose=1)  # the lesson's progress bar
 seconds = time.perf_counter() - started
 loss, accuracy = model.evaluate(x_test, y_test, verbose=0)
-print(f"keras {keras.__version__}: fit {seconds:.2f} s, test accuracy {accuracy:.4f}, {model.count_params():,} parameters")
+print(
+    f"keras {keras.__version__}: fit {seconds:.2f} s, test accuracy {accuracy:.4f}, {model.count_params():,} parameters"
+)

@@ -55,8 +55,23 @@ def running_server(run: Path, log: Path) -> Iterator[Server]:
     """``cnnlab serve RUN`` in a child process until the block ends; its log (one line a request) goes to ``log``."""
     port = _free_port()
     with open(log, "wb") as output:
-        child = subprocess.Popen([sys.executable, "-m", "cnnlab", "serve", str(run), "--host", HOST, "--port",
-                                  str(port), "--max-upload", str(MAX_UPLOAD)], stdout=output, stderr=output)
+        child = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "cnnlab",
+                "serve",
+                str(run),
+                "--host",
+                HOST,
+                "--port",
+                str(port),
+                "--max-upload",
+                str(MAX_UPLOAD),
+            ],
+            stdout=output,
+            stderr=output,
+        )
     url = f"http://{HOST}:{port}"
     try:
         deadline = time.monotonic() + 120
@@ -101,6 +116,7 @@ def digit_pictures(count: int = 64) -> list[bytes]:
 
 # --- good traffic ------------------------------------------------------------------------------
 
+
 @dataclass
 class LoadResult:
     statuses: Counter = field(default_factory=Counter)
@@ -125,7 +141,9 @@ def load(url: str, pictures: list[bytes], requests: int, clients: int) -> LoadRe
                 picture = pictures[index % len(pictures)]
                 started = time.perf_counter()
                 try:
-                    status = session.post("/api/predict", files={"image": ("digit.png", picture, "image/png")}).status_code
+                    status = session.post(
+                        "/api/predict", files={"image": ("digit.png", picture, "image/png")}
+                    ).status_code
                 except httpx.TransportError as problem:
                     status = type(problem).__name__
                 elapsed = time.perf_counter() - started
@@ -141,6 +159,7 @@ def load(url: str, pictures: list[bytes], requests: int, clients: int) -> LoadRe
 
 
 # --- abuse -------------------------------------------------------------------------------------
+
 
 def _raw(port: int, request: bytes) -> int:
     """Send raw bytes, return the status of the answer (0 when the server just closes)."""
@@ -169,23 +188,39 @@ def _chunks(total: int, size: int = 10_000) -> Iterator[bytes]:
 ABUSE = {
     "text file as the image": (lambda c, s: c.post("/api/predict", **_upload("notes.txt", b"not a picture\n")), {400}),
     "truncated PNG": (lambda c, s: c.post("/api/predict", **_upload("d.png", _picture("L", (28, 28), 0)[:40])), {400}),
-    "decompression bomb": (lambda c, s: c.post("/api/predict", **_upload("b.png", _picture("1", (10_000, 10_000), 0))),
-                           {400}),
+    "decompression bomb": (
+        lambda c, s: c.post("/api/predict", **_upload("b.png", _picture("1", (10_000, 10_000), 0))),
+        {400},
+    ),
     "blank picture": (lambda c, s: c.post("/api/predict", **_upload("w.png", _picture("L", (28, 28), 255))), {422}),
-    "malformed JSON": (lambda c, s: c.post("/api/predict", content=b'{"pixels": [[0, 1',
-                                           headers={"content-type": "application/json"}), {400}),
+    "malformed JSON": (
+        lambda c, s: c.post("/api/predict", content=b'{"pixels": [[0, 1', headers={"content-type": "application/json"}),
+        {400},
+    ),
     "ragged pixel rows": (lambda c, s: c.post("/api/predict", json={"pixels": [[0, 1], [2]]}), {400}),
     "multipart without image": (lambda c, s: c.post("/api/predict", files={"other": ("x", b"1")}), {400}),
-    "wrong content type": (lambda c, s: c.post("/api/predict", content=b"hello",
-                                               headers={"content-type": "text/plain"}), {415}),
-    "over --max-upload (declared)": (lambda c, s: c.post("/api/predict", **_upload("big.png", bytes(2 * MAX_UPLOAD))),
-                                     {413}),
-    "over --max-upload (chunked)": (lambda c, s: c.post("/api/predict", content=_chunks(3 * MAX_UPLOAD),
-                                                        headers={"content-type": "application/json"}), {413}),
-    "Content-Length not a number": (lambda c, s: _raw(s.port, b"POST /api/predict HTTP/1.1\r\nHost: x\r\n"
-                                                      b"Content-Length: abc\r\n\r\n"), {400}),
-    "200 KB of headers": (lambda c, s: _raw(s.port, b"GET /api/model HTTP/1.1\r\nHost: x\r\nX-Big: "
-                                            + b"a" * 200_000 + b"\r\n\r\n"), {400, 431}),
+    "wrong content type": (
+        lambda c, s: c.post("/api/predict", content=b"hello", headers={"content-type": "text/plain"}),
+        {415},
+    ),
+    "over --max-upload (declared)": (
+        lambda c, s: c.post("/api/predict", **_upload("big.png", bytes(2 * MAX_UPLOAD))),
+        {413},
+    ),
+    "over --max-upload (chunked)": (
+        lambda c, s: c.post(
+            "/api/predict", content=_chunks(3 * MAX_UPLOAD), headers={"content-type": "application/json"}
+        ),
+        {413},
+    ),
+    "Content-Length not a number": (
+        lambda c, s: _raw(s.port, b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n"),
+        {400},
+    ),
+    "200 KB of headers": (
+        lambda c, s: _raw(s.port, b"GET /api/model HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 200_000 + b"\r\n\r\n"),
+        {400, 431},
+    ),
     "not HTTP at all": (lambda c, s: _raw(s.port, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" * 4), {0, 400}),
 }
 
@@ -207,8 +242,10 @@ def stall(server: Server, part: str) -> socket.socket:
     if part == "head":
         connection.sendall(b"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Ty")
     else:
-        connection.sendall(b"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                           b"Content-Length: 1000\r\n\r\n{\"pixels\": [[0,")
+        connection.sendall(
+            b"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 1000\r\n\r\n{"pixels": [[0,'
+        )
     return connection
 
 
@@ -226,6 +263,7 @@ def outcome(connection: socket.socket, wait: float) -> str:
 
 # --- the whole test ----------------------------------------------------------------------------
 
+
 @dataclass
 class Report:
     load: LoadResult
@@ -236,10 +274,12 @@ class Report:
 
     def lines(self) -> list[str]:
         result = self.load
-        lines = [f"{len(result.latencies)} requests, {result.requests_per_second:.0f} requests/s, latency p50 "
-                 f"{result.latency_ms(50):.1f} ms, p99 {result.latency_ms(99):.1f} ms; statuses "
-                 f"{dict(result.statuses)}",
-                 f"server RSS {self.rss_before:.0f} MiB before, {self.rss_after:.0f} MiB after"]
+        lines = [
+            f"{len(result.latencies)} requests, {result.requests_per_second:.0f} requests/s, latency p50 "
+            f"{result.latency_ms(50):.1f} ms, p99 {result.latency_ms(99):.1f} ms; statuses "
+            f"{dict(result.statuses)}",
+            f"server RSS {self.rss_before:.0f} MiB before, {self.rss_after:.0f} MiB after",
+        ]
         lines += [f"  {name}: {dict(statuses)}" for name, statuses in self.abuse.items()]
         lines += [f"  stalled {part}: {Counter(outcomes)}" for part, outcomes in self.stalled.items()]
         return lines
@@ -262,8 +302,12 @@ def run_load_test(run: Path, requests: int, clients: int, abuse_rounds: int = 3,
         rss_after = rss_mib(server.pid)
         # each stalled connection must be dealt with by its own deadline (plus a margin for a busy machine)
         limits = {"head": HEAD_TIMEOUT + 10, "body": BODY_TIMEOUT + 10}
-        outcomes = {part: [outcome(connection, max(0.1, opened + limits[part] - time.monotonic()))
-                           for connection in connections] for part, connections in slow.items()}
+        outcomes = {
+            part: [
+                outcome(connection, max(0.1, opened + limits[part] - time.monotonic())) for connection in connections
+            ]
+            for part, connections in slow.items()
+        }
     return Report(result, rss_before, rss_after, answers, outcomes)
 
 
@@ -285,11 +329,21 @@ def main() -> None:
         run = Path(options.run) if options.run else untrained_run(Path(scratch) / "model")
         report = run_load_test(run, options.requests, options.clients)
     if options.json:
-        print(json.dumps({"requests": len(report.load.latencies), "clients": options.clients,
-                          "requests_per_second": report.load.requests_per_second,
-                          "p50_ms": report.load.latency_ms(50), "p99_ms": report.load.latency_ms(99),
-                          "statuses": {str(k): v for k, v in report.load.statuses.items()},
-                          "rss_before_mib": report.rss_before, "rss_after_mib": report.rss_after}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "requests": len(report.load.latencies),
+                    "clients": options.clients,
+                    "requests_per_second": report.load.requests_per_second,
+                    "p50_ms": report.load.latency_ms(50),
+                    "p99_ms": report.load.latency_ms(99),
+                    "statuses": {str(k): v for k, v in report.load.statuses.items()},
+                    "rss_before_mib": report.rss_before,
+                    "rss_after_mib": report.rss_after,
+                },
+                indent=2,
+            )
+        )
     else:
         print("\n".join(report.lines()))
 

@@ -35,13 +35,20 @@ def as_input(images) -> torch.Tensor:  # uint8 (N, 28, 28, 1) -> normalised floa
     return (x - 0.1307) / 0.3081
 
 
-x_train, y_train = as_input(mnist.x_train[:arguments.limit]), torch.from_numpy(mnist.y_train[:arguments.limit])
+x_train, y_train = as_input(mnist.x_train[: arguments.limit]), torch.from_numpy(mnist.y_train[: arguments.limit])
 x_test, y_test = as_input(mnist.x_test), torch.from_numpy(mnist.y_test)
 
 model = nn.Sequential(
-    nn.Conv2d(1, 24, 5), nn.ReLU(), nn.MaxPool2d(2),   # (B, 24, 12, 12)
-    nn.Conv2d(24, 32, 3), nn.ReLU(), nn.MaxPool2d(2),  # (B, 32, 5, 5)
-    nn.Flatten(), nn.Linear(800, 256), nn.ReLU(), nn.Linear(256, 10),
+    nn.Conv2d(1, 24, 5),
+    nn.ReLU(),
+    nn.MaxPool2d(2),  # (B, 24, 12, 12)
+    nn.Conv2d(24, 32, 3),
+    nn.ReLU(),
+    nn.MaxPool2d(2),  # (B, 32, 5, 5)
+    nn.Flatten(),
+    nn.Linear(800, 256),
+    nn.ReLU(),
+    nn.Linear(256, 10),
 )
 batch_size = 256
 steps = len(x_train) // batch_size  # one epoch; the last partial batch is dropped
@@ -51,7 +58,7 @@ schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.01, total_ste
 started = time.perf_counter()
 order = torch.randperm(len(x_train))
 for step in range(steps):
-    batch = order[step * batch_size:(step + 1) * batch_size]
+    batch = order[step * batch_size : (step + 1) * batch_size]
     loss = F.cross_entropy(model(x_train[batch]), y_train[batch])
     optimizer.zero_grad(set_to_none=True)
     loss.backward()

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 
 # --- models: the course's, as one-line specs -----------------------------------------------------
 
+
 @dataclass(frozen=True)
 class ModelCard:
     """A named model from the course: its architecture as one line, and what the course reported."""
@@ -31,23 +32,52 @@ class ModelCard:
 
 
 _MNIST = "input(28,28,1)"
-MODEL_CARDS = {card.name: card for card in [
-    ModelCard("mlp", f"{_MNIST}-flatten-dense(512,relu)-dense(256,relu)-dense(128,relu)-dense(32,relu)"
-              "-dense(10,softmax)", "the course's fully connected baseline", course_epochs=10, course_accuracy=0.9794),
-    ModelCard("cnn", f"{_MNIST}-conv(32,3)-maxpool(2)-relu-flatten-dense(128,relu)-dense(10,softmax)",
-              "the course's first CNN", course_accuracy=0.9752),
-    ModelCard("cnn2", f"{_MNIST}-conv(32,3,relu)-maxpool(2)-conv(64,3,relu)-maxpool(2)-flatten-dense(128,relu)"
-              "-dense(10,softmax)", "two conv layers: fewer parameters, better (exercise 1)", course_accuracy=0.9824),
-    ModelCard("cnn-dropout", f"{_MNIST}-conv(32,3)-maxpool(2)-relu-flatten-dropout(0.4)-dense(128,relu)"
-              "-dropout(0.4)-dense(10,softmax)", "the first CNN with dropout 0.4 before each Dense",
-              course_accuracy=0.98),
-    ModelCard("cnn-deep", f"{_MNIST}-conv(32,3,relu)-conv(32,3,relu)-maxpool(2)-conv(64,3,relu)-conv(64,3,relu)"
-              "-maxpool(2)-flatten-dropout(0.4)-dense(128,relu)-dropout(0.4)-dense(10,softmax)",
-              "several conv layers, the course's ≈99% model", course_epochs=3, course_accuracy=0.99),
-    ModelCard("cifar-cnn", "input(32,32,3)-conv(32,3,same,relu)-conv(32,3,relu)-maxpool(2)-conv(64,3,same,relu)"
-              "-conv(64,3,relu)-maxpool(2)-flatten-dense(512,relu)-dense(10,softmax)",
-              "the course's CIFAR-10 CNN (exercise 2)", dataset="cifar10", course_batch_size=32),
-]}
+MODEL_CARDS = {
+    card.name: card
+    for card in [
+        ModelCard(
+            "mlp",
+            f"{_MNIST}-flatten-dense(512,relu)-dense(256,relu)-dense(128,relu)-dense(32,relu)-dense(10,softmax)",
+            "the course's fully connected baseline",
+            course_epochs=10,
+            course_accuracy=0.9794,
+        ),
+        ModelCard(
+            "cnn",
+            f"{_MNIST}-conv(32,3)-maxpool(2)-relu-flatten-dense(128,relu)-dense(10,softmax)",
+            "the course's first CNN",
+            course_accuracy=0.9752,
+        ),
+        ModelCard(
+            "cnn2",
+            f"{_MNIST}-conv(32,3,relu)-maxpool(2)-conv(64,3,relu)-maxpool(2)-flatten-dense(128,relu)-dense(10,softmax)",
+            "two conv layers: fewer parameters, better (exercise 1)",
+            course_accuracy=0.9824,
+        ),
+        ModelCard(
+            "cnn-dropout",
+            f"{_MNIST}-conv(32,3)-maxpool(2)-relu-flatten-dropout(0.4)-dense(128,relu)-dropout(0.4)-dense(10,softmax)",
+            "the first CNN with dropout 0.4 before each Dense",
+            course_accuracy=0.98,
+        ),
+        ModelCard(
+            "cnn-deep",
+            f"{_MNIST}-conv(32,3,relu)-conv(32,3,relu)-maxpool(2)-conv(64,3,relu)-conv(64,3,relu)"
+            "-maxpool(2)-flatten-dropout(0.4)-dense(128,relu)-dropout(0.4)-dense(10,softmax)",
+            "several conv layers, the course's ≈99% model",
+            course_epochs=3,
+            course_accuracy=0.99,
+        ),
+        ModelCard(
+            "cifar-cnn",
+            "input(32,32,3)-conv(32,3,same,relu)-conv(32,3,relu)-maxpool(2)-conv(64,3,same,relu)"
+            "-conv(64,3,relu)-maxpool(2)-flatten-dense(512,relu)-dense(10,softmax)",
+            "the course's CIFAR-10 CNN (exercise 2)",
+            dataset="cifar10",
+            course_batch_size=32,
+        ),
+    ]
+}
 
 # --- recipes: a model and the settings that train it well, fast ------------------------------------
 
@@ -89,50 +119,95 @@ class Recipe:
     def to_dict(self) -> dict:
         record = asdict(self)
         if self.measured is not None:
-            record["measured"].update(mean_accuracy=round(self.measured.mean_accuracy, 4),
-                                      median_seconds=round(self.measured.median_seconds, 1))
+            record["measured"].update(
+                mean_accuracy=round(self.measured.mean_accuracy, 4),
+                median_seconds=round(self.measured.median_seconds, 1),
+            )
         return record
 
 
-RECIPES = {recipe.name: recipe for recipe in [
-    Recipe(
-        "mnist-fast",
-        "99% on MNIST in seconds: a small CNN with BatchNorm, one pass over the data, Adam with a one-cycle schedule",
-        "mnist",
-        "input(28,28,1)-conv(16,5)-maxpool(2)-batchnorm(0.9)-relu-conv(16,3)-maxpool(2)-batchnorm(0.9)-relu"
-        "-flatten-dense(128,relu)-dense(10,softmax)",
-        {"epochs": 1, "batch_size": 256, "optimizer": "adam", "lr": 0.02, "betas": (0.7, 0.9),
-         "schedule": "onecycle", "validation_split": 0.0},
-        target=0.99,
-        measured=Measured(accuracies=(0.9903, 0.9913, 0.9901, 0.9908, 0.9915), seconds=(3.20, 3.35, 3.71, 3.69, 3.29),
-                          date="2026-12-02", machine=HERE, conditions="no other jobs; compiled kernels on"),
-    ),
-    Recipe(
-        "mnist-best",
-        "99.6% on MNIST: three BatchNorm conv layers, random shifts of 2 pixels, 20 epochs with a one-cycle schedule",
-        "mnist",
-        "input(28,28,1)-conv(32,5)-batchnorm(0.9)-relu-maxpool(2)-conv(64,3)-batchnorm(0.9)-relu-conv(64,3)"
-        "-batchnorm(0.9)-relu-maxpool(2)-flatten-dropout(0.3)-dense(128,relu)-dense(10,softmax)",
-        {"epochs": 20, "batch_size": 128, "optimizer": "adam", "lr": 0.002, "schedule": "onecycle",
-         "augment": "shift:2", "label_smoothing": 0.1, "validation_split": 0.0},
-        target=0.996,
-        measured=Measured(accuracies=(0.9965,), seconds=(238.1,), date="2026-11-22", machine=HERE,
-                          conditions="no other jobs; compiled kernels on"),
-    ),
-    Recipe(
-        "fashion-best",
-        "93.5% on Fashion-MNIST: three BatchNorm conv blocks, random shifts and left-right flips, 30 epochs",
-        "fashion-mnist",
-        "input(28,28,1)-conv(32,3,same)-batchnorm(0.9)-relu-maxpool(2)-conv(64,3,same)-batchnorm(0.9)-relu"
-        "-maxpool(2)-conv(128,3,same)-batchnorm(0.9)-relu-flatten-dropout(0.4)-dense(256,relu)-dense(10,softmax)",
-        {"epochs": 30, "batch_size": 128, "optimizer": "adamw", "lr": 0.002, "weight_decay": 0.05,
-         "schedule": "onecycle",
-         "augment": "shift:2,flip", "label_smoothing": 0.1, "validation_split": 0.0},
-        target=0.935,
-        measured=Measured(accuracies=(0.9407,), seconds=(570.9,), date="2026-11-22", machine=HERE,
-                          conditions="no other jobs; compiled kernels on"),
-    ),
-]}
+RECIPES = {
+    recipe.name: recipe
+    for recipe in [
+        Recipe(
+            "mnist-fast",
+            "99% on MNIST in seconds: a small CNN with BatchNorm, one pass over the data, Adam with a one-cycle "
+            "schedule",
+            "mnist",
+            "input(28,28,1)-conv(16,5)-maxpool(2)-batchnorm(0.9)-relu-conv(16,3)-maxpool(2)-batchnorm(0.9)-relu"
+            "-flatten-dense(128,relu)-dense(10,softmax)",
+            {
+                "epochs": 1,
+                "batch_size": 256,
+                "optimizer": "adam",
+                "lr": 0.02,
+                "betas": (0.7, 0.9),
+                "schedule": "onecycle",
+                "validation_split": 0.0,
+            },
+            target=0.99,
+            measured=Measured(
+                accuracies=(0.9903, 0.9913, 0.9901, 0.9908, 0.9915),
+                seconds=(3.20, 3.35, 3.71, 3.69, 3.29),
+                date="2026-12-02",
+                machine=HERE,
+                conditions="no other jobs; compiled kernels on",
+            ),
+        ),
+        Recipe(
+            "mnist-best",
+            "99.6% on MNIST: three BatchNorm conv layers, random shifts of 2 pixels, 20 epochs with a one-cycle "
+            "schedule",
+            "mnist",
+            "input(28,28,1)-conv(32,5)-batchnorm(0.9)-relu-maxpool(2)-conv(64,3)-batchnorm(0.9)-relu-conv(64,3)"
+            "-batchnorm(0.9)-relu-maxpool(2)-flatten-dropout(0.3)-dense(128,relu)-dense(10,softmax)",
+            {
+                "epochs": 20,
+                "batch_size": 128,
+                "optimizer": "adam",
+                "lr": 0.002,
+                "schedule": "onecycle",
+                "augment": "shift:2",
+                "label_smoothing": 0.1,
+                "validation_split": 0.0,
+            },
+            target=0.996,
+            measured=Measured(
+                accuracies=(0.9965,),
+                seconds=(238.1,),
+                date="2026-11-22",
+                machine=HERE,
+                conditions="no other jobs; compiled kernels on",
+            ),
+        ),
+        Recipe(
+            "fashion-best",
+            "93.5% on Fashion-MNIST: three BatchNorm conv blocks, random shifts and left-right flips, 30 epochs",
+            "fashion-mnist",
+            "input(28,28,1)-conv(32,3,same)-batchnorm(0.9)-relu-maxpool(2)-conv(64,3,same)-batchnorm(0.9)-relu"
+            "-maxpool(2)-conv(128,3,same)-batchnorm(0.9)-relu-flatten-dropout(0.4)-dense(256,relu)-dense(10,softmax)",
+            {
+                "epochs": 30,
+                "batch_size": 128,
+                "optimizer": "adamw",
+                "lr": 0.002,
+                "weight_decay": 0.05,
+                "schedule": "onecycle",
+                "augment": "shift:2,flip",
+                "label_smoothing": 0.1,
+                "validation_split": 0.0,
+            },
+            target=0.935,
+            measured=Measured(
+                accuracies=(0.9407,),
+                seconds=(570.9,),
+                date="2026-11-22",
+                machine=HERE,
+                conditions="no other jobs; compiled kernels on",
+            ),
+        ),
+    ]
+}
 
 
 # --- datasets, optimizers, schedules, precisions, devices --------------------------------------------

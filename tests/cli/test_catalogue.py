@@ -41,6 +41,7 @@ def own_cache(tmp_path_factory, monkeypatch):
 
 # --- the files the cases start from -----------------------------------------------------------------
 
+
 def _idx_bytes(array: np.ndarray, magic: bytes | None = None) -> bytes:
     """An IDX file of unsigned bytes: magic 0x0000 08 NDIM, big-endian sizes, the data."""
     header = magic or bytes([0, 0, 0x08, array.ndim])
@@ -50,8 +51,12 @@ def _idx_bytes(array: np.ndarray, magic: bytes | None = None) -> bytes:
 def idx_folder(root: Path, raw: dict[str, bytes] | None = None) -> Path:
     """A small MNIST in IDX files (200 training, 50 test images), gzip'd; ``raw`` replaces some by raw bytes."""
     mnist = load_dataset("mnist")
-    arrays = {"train-images-idx3-ubyte": mnist.x_train[:200, ..., 0], "train-labels-idx1-ubyte": mnist.y_train[:200],
-              "t10k-images-idx3-ubyte": mnist.x_test[:50, ..., 0], "t10k-labels-idx1-ubyte": mnist.y_test[:50]}
+    arrays = {
+        "train-images-idx3-ubyte": mnist.x_train[:200, ..., 0],
+        "train-labels-idx1-ubyte": mnist.y_train[:200],
+        "t10k-images-idx3-ubyte": mnist.x_test[:50, ..., 0],
+        "t10k-labels-idx1-ubyte": mnist.y_test[:50],
+    }
     folder = root / "idx"
     folder.mkdir()
     for stem in IDX_FILES:
@@ -154,58 +159,108 @@ def train(root: Path, *options) -> list:
 
 CASES = {
     # datasets read from --data-dir
-    "gzip truncated": (lambda t: train(t, "--data-dir", _damage(idx_folder(t), "train-images-idx3-ubyte.gz",
-                                                               lambda data: data[:len(data) // 2])), "bad gzip data"),
-    "gzip corrupt": (lambda t: train(t, "--data-dir", _damage(idx_folder(t), "train-images-idx3-ubyte.gz",
-                                                             lambda data: data[:40] + bytes(64) + data[104:])),
-                     "bad gzip data"),
-    "gzip empty": (lambda t: train(t, "--data-dir", _damage(idx_folder(t), "t10k-labels-idx1-ubyte.gz",
-                                                           lambda data: b"")), "empty file"),
-    "idx truncated": (lambda t: train(t, "--data-dir", idx_folder(t, {
-        "train-images-idx3-ubyte": _idx_bytes(np.zeros((200, 28, 28)))[:50_000]})), "truncated"),
-    "idx wrong magic": (lambda t: train(t, "--data-dir", idx_folder(t, {
-        "train-labels-idx1-ubyte": _idx_bytes(np.zeros(200), magic=b"\x1f\x8b\x08\x01")})), "wrong magic number"),
-    "idx counts disagree": (lambda t: train(t, "--data-dir", idx_folder(t, {
-        "train-labels-idx1-ubyte": _idx_bytes(np.zeros(150))})), "holds 200 images but"),
+    "gzip truncated": (
+        lambda t: train(
+            t, "--data-dir", _damage(idx_folder(t), "train-images-idx3-ubyte.gz", lambda data: data[: len(data) // 2])
+        ),
+        "bad gzip data",
+    ),
+    "gzip corrupt": (
+        lambda t: train(
+            t,
+            "--data-dir",
+            _damage(idx_folder(t), "train-images-idx3-ubyte.gz", lambda data: data[:40] + bytes(64) + data[104:]),
+        ),
+        "bad gzip data",
+    ),
+    "gzip empty": (
+        lambda t: train(t, "--data-dir", _damage(idx_folder(t), "t10k-labels-idx1-ubyte.gz", lambda data: b"")),
+        "empty file",
+    ),
+    "idx truncated": (
+        lambda t: train(
+            t, "--data-dir", idx_folder(t, {"train-images-idx3-ubyte": _idx_bytes(np.zeros((200, 28, 28)))[:50_000]})
+        ),
+        "truncated",
+    ),
+    "idx wrong magic": (
+        lambda t: train(
+            t,
+            "--data-dir",
+            idx_folder(t, {"train-labels-idx1-ubyte": _idx_bytes(np.zeros(200), magic=b"\x1f\x8b\x08\x01")}),
+        ),
+        "wrong magic number",
+    ),
+    "idx counts disagree": (
+        lambda t: train(t, "--data-dir", idx_folder(t, {"train-labels-idx1-ubyte": _idx_bytes(np.zeros(150))})),
+        "holds 200 images but",
+    ),
     "idx empty": (lambda t: train(t, "--data-dir", idx_folder(t, {"train-labels-idx1-ubyte": b""})), "empty file"),
-    "idx missing": (lambda t: train(t, "--data-dir", _without(idx_folder(t), "t10k-images-idx3-ubyte.gz")),
-                    "missing t10k-images-idx3-ubyte[.gz]"),
+    "idx missing": (
+        lambda t: train(t, "--data-dir", _without(idx_folder(t), "t10k-images-idx3-ubyte.gz")),
+        "missing t10k-images-idx3-ubyte[.gz]",
+    ),
     "data dir absent": (lambda t: train(t, "--data-dir", t / "nowhere"), "does not exist"),
     # pictures
     "predict a text file": (lambda t: ["predict", model_folder(t), text_file(t)], "not an image"),
-    "filter a text file": (lambda t: ["filter", text_file(t), "--kernel", "box", "--out", t / "out.png"],
-                           "not an image"),
+    "filter a text file": (
+        lambda t: ["filter", text_file(t), "--kernel", "box", "--out", t / "out.png"],
+        "not an image",
+    ),
     "predict a damaged png": (lambda t: ["predict", model_folder(t), _cut(png(t, "one.png"), 60)], "damaged image"),
     "predict a decompression bomb": (lambda t: ["predict", model_folder(t), bomb(t)], "decompression bomb"),
-    "filter a decompression bomb": (lambda t: ["filter", bomb(t), "--kernel", "box", "--out", t / "out.png"],
-                                    "decompression bomb"),
-    "predict, model with 3 channels": (lambda t: ["predict", model_folder(t, (28, 28, 3)), png(t, "one.png")],
-                                       "takes 3 channels"),
-    "evaluate, model with 3 channels": (lambda t: ["evaluate", model_folder(t, (28, 28, 3))],
-                                        "the model takes (28, 28, 3) images, mnist has (28, 28, 1)"),
+    "filter a decompression bomb": (
+        lambda t: ["filter", bomb(t), "--kernel", "box", "--out", t / "out.png"],
+        "decompression bomb",
+    ),
+    "predict, model with 3 channels": (
+        lambda t: ["predict", model_folder(t, (28, 28, 3)), png(t, "one.png")],
+        "takes 3 channels",
+    ),
+    "evaluate, model with 3 channels": (
+        lambda t: ["evaluate", model_folder(t, (28, 28, 3))],
+        "the model takes (28, 28, 3) images, mnist has (28, 28, 1)",
+    ),
     # model files
-    "model file is a pickle": (lambda t: ["predict", pickled_weights(t, as_torch_save=False), png(t, "one.png")],
-                               "pickle or torch.save file"),
-    "model file is a torch.save": (lambda t: ["evaluate", pickled_weights(t, as_torch_save=True)],
-                                   "pickle or torch.save file"),
-    "model.json not a model": (lambda t: ["predict", _damage(model_folder(t), "model.json", lambda data: b"[1, 2]"),
-                                          png(t, "one.png")], "not a cnnlab model file"),
+    "model file is a pickle": (
+        lambda t: ["predict", pickled_weights(t, as_torch_save=False), png(t, "one.png")],
+        "pickle or torch.save file",
+    ),
+    "model file is a torch.save": (
+        lambda t: ["evaluate", pickled_weights(t, as_torch_save=True)],
+        "pickle or torch.save file",
+    ),
+    "model.json not a model": (
+        lambda t: ["predict", _damage(model_folder(t), "model.json", lambda data: b"[1, 2]"), png(t, "one.png")],
+        "not a cnnlab model file",
+    ),
     "serve a folder without a model": (lambda t: ["serve", t / "nowhere"], "not found"),
     # model specs
-    "spec: unknown layer": (lambda t: ["summary", "input(28,28,1)-conv(8,3)-wobble-dense(10)"],
-                            "unknown layer 'wobble'"),
-    "spec: kernel larger than input": (lambda t: ["summary", "input(28,28,1)-conv(8,30)-flatten-dense(10)"],
-                                       "does not fit the input"),
-    "spec: pool larger than input": (lambda t: train(t, "--model", "maxpool(64)-flatten-dense(10,softmax)"),
-                                     "does not fit the input"),
-    "spec file: unknown type": (lambda t: ["summary", spec_file(t, {"input_shape": [28, 28, 1],
-                                                                     "layers": [{"type": "Conv3D"}]})],
-                                "unknown type 'Conv3D'"),
-    "spec: 3 classes for mnist": (lambda t: train(t, "--model", "flatten-dense(3,softmax)"),
-                                  "does not match the 10 classes"),
+    "spec: unknown layer": (
+        lambda t: ["summary", "input(28,28,1)-conv(8,3)-wobble-dense(10)"],
+        "unknown layer 'wobble'",
+    ),
+    "spec: kernel larger than input": (
+        lambda t: ["summary", "input(28,28,1)-conv(8,30)-flatten-dense(10)"],
+        "does not fit the input",
+    ),
+    "spec: pool larger than input": (
+        lambda t: train(t, "--model", "maxpool(64)-flatten-dense(10,softmax)"),
+        "does not fit the input",
+    ),
+    "spec file: unknown type": (
+        lambda t: ["summary", spec_file(t, {"input_shape": [28, 28, 1], "layers": [{"type": "Conv3D"}]})],
+        "unknown type 'Conv3D'",
+    ),
+    "spec: 3 classes for mnist": (
+        lambda t: train(t, "--model", "flatten-dense(3,softmax)"),
+        "does not match the 10 classes",
+    ),
     # training
-    "loss becomes NaN": (lambda t: train(t, "--optimizer", "sgd", "--lr", "1e15", "--limit", "300"),
-                         "NaN or infinite at epoch 1, step"),
+    "loss becomes NaN": (
+        lambda t: train(t, "--optimizer", "sgd", "--lr", "1e15", "--limit", "300"),
+        "NaN or infinite at epoch 1, step",
+    ),
     "run folder exists": (lambda t: train(text_file(_made(t / "runs" / "new")).parents[2]), "already exists"),
     "epochs 0": (lambda t: train(t, "--epochs", "0"), "--epochs must be at least 1"),
     "batch size 0": (lambda t: train(t, "--batch-size", "0"), "--batch-size must be at least 1"),
@@ -215,8 +270,10 @@ CASES = {
     "unknown model": (lambda t: train(t, "--model", "resnet50"), "unknown model 'resnet50'"),
     "unknown option": (lambda t: train(t, "--wobble", "3"), "No such option"),
     "resume: not a run": (lambda t: ["train", "--resume", t], "no readable config.json"),
-    "resume: damaged checkpoint": (lambda t: ["train", "--resume", run_folder(t, b"\x80\x04garbage")],
-                                   "not a readable cnnlab checkpoint"),
+    "resume: damaged checkpoint": (
+        lambda t: ["train", "--resume", run_folder(t, b"\x80\x04garbage")],
+        "not a readable cnnlab checkpoint",
+    ),
     "resume: no checkpoint": (lambda t: ["train", "--resume", run_folder(t, None)], "no checkpoint to resume from"),
 }
 

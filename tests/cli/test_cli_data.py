@@ -65,8 +65,10 @@ def test_datasets_says_how_to_get_what_is_missing(run_cli, tmp_path, monkeypatch
     (tmp_path / "cache").mkdir()
     (tmp_path / "cache" / "cifar-10-binary.tar.gz").touch()
     rows = table_rows(run_cli("datasets").out)
-    assert rows["fashion-mnist"][5] == ("not here: apt-get install dataset-fashion-mnist, or downloaded on first use "
-                                        f"into {tmp_path / 'cache' / 'fashion-mnist'}")
+    assert rows["fashion-mnist"][5] == (
+        "not here: apt-get install dataset-fashion-mnist, or downloaded on first use "
+        f"into {tmp_path / 'cache' / 'fashion-mnist'}"
+    )
     assert rows["cifar10"][5] == str(tmp_path / "cache" / "cifar-10-binary.tar.gz")
 
 
@@ -96,12 +98,21 @@ def test_show_a_folder_dataset_reports_the_skipped_files(run_cli, tmp_path, monk
     assert Image.open(tmp_path / "pets-samples.png").mode in ("RGB", "RGBA")
 
 
-@pytest.mark.parametrize("args, message", [
-    (["show", "nope"], "cnnlab: error: dataset 'nope': unknown; choose mnist, fashion-mnist, cifar10 or "
-                       "folder:PATH, or give --data-dir DIR holding IDX files\n"),
-    (["show", "folder:/no/such/folder"], "cnnlab: error: folder:/no/such/folder: no such folder; give folder:PATH "
-                                         "with one sub-folder of images per class\n"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["show", "nope"],
+            "cnnlab: error: dataset 'nope': unknown; choose mnist, fashion-mnist, cifar10 or "
+            "folder:PATH, or give --data-dir DIR holding IDX files\n",
+        ),
+        (
+            ["show", "folder:/no/such/folder"],
+            "cnnlab: error: folder:/no/such/folder: no such folder; give folder:PATH "
+            "with one sub-folder of images per class\n",
+        ),
+    ],
+)
 def test_show_a_bad_dataset_is_one_line_and_exit_1(run_cli, args, message):
     result = run_cli(*args)
     assert (result.code, result.out, result.err) == (1, "", message)

@@ -40,14 +40,14 @@ def test_filter_same_padding_keeps_the_size(run_cli, tmp_path):
     assert result.code == 0
     assert result.out.splitlines()[2] == (
         f"output: 512×512  ({FORMULA}: rows floor((512 + 2 − 3) / 1) + 1 = 512, "
-        "cols floor((512 + 2 − 3) / 1) + 1 = 512)")
+        "cols floor((512 + 2 − 3) / 1) + 1 = 512)"
+    )
     assert png_size(tmp_path / "f.png") == (2 * PANEL, PANEL)
 
 
 @pytest.mark.parametrize("kind", ["max", "avg"])
 def test_filter_pools_the_photo_without_a_kernel(run_cli, tmp_path, kind):
-    result = run_cli("filter", "--pool", f"{kind}:5", "--out", tmp_path / "p.png",
-                     "--save-npy", tmp_path / "p.npy")
+    result = run_cli("filter", "--pool", f"{kind}:5", "--out", tmp_path / "p.png", "--save-npy", tmp_path / "p.npy")
     assert result.code == 0
     assert result.out.splitlines() == [
         DEFAULT_INPUT,
@@ -62,8 +62,9 @@ def test_filter_pools_the_photo_without_a_kernel(run_cli, tmp_path, kind):
 
 
 def test_filter_then_pool(run_cli, tmp_path):
-    result = run_cli("filter", "-k", "1,2,1;0,0,0;-1,-2,-1", "--stride", "2,1", "--pool", "max",
-                     "--out", tmp_path / "f.png")
+    result = run_cli(
+        "filter", "-k", "1,2,1;0,0,0;-1,-2,-1", "--stride", "2,1", "--pool", "max", "--out", tmp_path / "f.png"
+    )
     assert result.code == 0
     lines = result.out.splitlines()
     assert lines[1] == "kernel: matrix 3×3, stride (2, 1), padding valid"
@@ -72,8 +73,9 @@ def test_filter_then_pool(run_cli, tmp_path):
 
 
 def test_filter_colour_image_sums_channels_or_keeps_them(run_cli, tmp_path, rgb_file):
-    summed = run_cli("filter", rgb_file, "--kernel", "laplacian", "--out", tmp_path / "sum.png",
-                     "--save-npy", tmp_path / "sum.npy")
+    summed = run_cli(
+        "filter", rgb_file, "--kernel", "laplacian", "--out", tmp_path / "sum.png", "--save-npy", tmp_path / "sum.npy"
+    )
     assert summed.code == 0
     assert summed.out.splitlines()[0] == f"input: 24×30×3 (RGB) from {rgb_file}"
     assert summed.out.splitlines()[2].startswith("output: 22×28  ")
@@ -91,10 +93,14 @@ def test_channels_default_is_a_random_4x4x3_image(run_cli, tmp_path):
     result = run_cli("channels", "--seed", "3", "--out", tmp_path / "c.png")
     assert result.code == 0
     planes = np.moveaxis(vision.random_color_image(3), 2, 0)  # (3, 4, 4)
-    expected = ["input: 4×4×3 (RGB) from a random image (seed 3)"] + [
-        f"{name}: min {plane.min():.3f}, mean {plane.mean():.3f}, max {plane.max():.3f}"
-        for name, plane in zip(["red", "green", "blue"], planes)
-    ] + [f"wrote {tmp_path / 'c.png'}"]
+    expected = (
+        ["input: 4×4×3 (RGB) from a random image (seed 3)"]
+        + [
+            f"{name}: min {plane.min():.3f}, mean {plane.mean():.3f}, max {plane.max():.3f}"
+            for name, plane in zip(["red", "green", "blue"], planes)
+        ]
+        + [f"wrote {tmp_path / 'c.png'}"]
+    )
     assert result.out.splitlines() == expected
     assert png_size(tmp_path / "c.png") == (2 * PANEL, 2 * PANEL)
 
@@ -115,19 +121,22 @@ def test_filter_help_explains_cross_correlation_and_lists_every_kernel(run_cli):
     assert {"filter", "channels"} <= set(run_cli("--help").out.split())
 
 
-@pytest.mark.parametrize(("args", "code", "message"), [
-    (["filter", "missing.png", "--kernel", "box"], 1, "cnnlab: error: missing.png: cannot read it (No such file"),
-    (["filter", "notes.png", "--kernel", "box"], 1, "notes.png: not an image cnnlab can read"),
-    (["filter", "--kernel", "identity", "--kernel-size", "4"], 1, "identity needs an odd size"),
-    (["filter", "--kernel", "sobel-x", "--kernel-size", "5"], 1, "sobel-x is a fixed 3×3 kernel"),
-    (["filter", "--kernel", "1,2;3"], 1, "--kernel '1,2;3': its rows have 2, 1 values"),
-    (["filter", "--kernel", "blur"], 1, "--kernel 'blur': not a kernel name"),
-    (["filter", "small.png", "--kernel", "box", "--kernel-size", "9"], 1, "does not fit in 4 pixels"),
-    (["filter", "--kernel", "box", "--stride", "0"], 2, "Invalid value for '--stride'"),
-    (["filter", "--pool", "min:3"], 2, "Invalid value for '--pool'"),
-    (["filter"], 2, "give --kernel, --pool or both"),
-    (["channels", "small.png"], 1, "small.png: a grayscale image has a single plane"),
-])
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["filter", "missing.png", "--kernel", "box"], 1, "cnnlab: error: missing.png: cannot read it (No such file"),
+        (["filter", "notes.png", "--kernel", "box"], 1, "notes.png: not an image cnnlab can read"),
+        (["filter", "--kernel", "identity", "--kernel-size", "4"], 1, "identity needs an odd size"),
+        (["filter", "--kernel", "sobel-x", "--kernel-size", "5"], 1, "sobel-x is a fixed 3×3 kernel"),
+        (["filter", "--kernel", "1,2;3"], 1, "--kernel '1,2;3': its rows have 2, 1 values"),
+        (["filter", "--kernel", "blur"], 1, "--kernel 'blur': not a kernel name"),
+        (["filter", "small.png", "--kernel", "box", "--kernel-size", "9"], 1, "does not fit in 4 pixels"),
+        (["filter", "--kernel", "box", "--stride", "0"], 2, "Invalid value for '--stride'"),
+        (["filter", "--pool", "min:3"], 2, "Invalid value for '--pool'"),
+        (["filter"], 2, "give --kernel, --pool or both"),
+        (["channels", "small.png"], 1, "small.png: a grayscale image has a single plane"),
+    ],
+)
 def test_errors_are_one_line_and_write_nothing(run_cli, tmp_path, monkeypatch, args, code, message):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "notes.png").write_text("not a picture")
@@ -159,8 +168,10 @@ def test_filters_draws_the_first_conv_layer_into_filters_png(run_cli, trained_ru
     result = run_cli("filters", trained_run)
     assert result.code == 0 and result.err == ""
     width, height = png_size(tmp_path / "filters.png", min_colours=100)
-    assert result.out.splitlines() == ["conv2d: 32 kernels 3×3×1 (Keras kernel shape (3, 3, 1, 32))",
-                                       f"wrote filters.png ({width}×{height} pixels)"]
+    assert result.out.splitlines() == [
+        "conv2d: 32 kernels 3×3×1 (Keras kernel shape (3, 3, 1, 32))",
+        f"wrote filters.png ({width}×{height} pixels)",
+    ]
     assert width > height  # 32 kernels on 4 lines of 8
 
 
@@ -180,23 +191,26 @@ def test_features_of_a_test_image(run_cli, trained_run, tmp_path, monkeypatch):
     assert result.code == 0 and result.err == ""
     width, height = png_size(tmp_path / "features.png", min_colours=100)
     label = load_dataset("mnist").y_test[3]
-    assert result.out.splitlines() == [f"input: 28×28×1 test image 3 of mnist (label: {label})",
-                                       "conv2d (26×26×32): drew 16 of 32 channels",
-                                       "max_pooling2d (13×13×32): drew 16 of 32 channels",
-                                       f"wrote features.png ({width}×{height} pixels)"]
+    assert result.out.splitlines() == [
+        f"input: 28×28×1 test image 3 of mnist (label: {label})",
+        "conv2d (26×26×32): drew 16 of 32 channels",
+        "max_pooling2d (13×13×32): drew 16 of 32 channels",
+        f"wrote features.png ({width}×{height} pixels)",
+    ]
 
 
 def test_features_of_a_picture_file(run_cli, trained_run, tmp_path):
     picture = Image.new("L", (120, 160), 255)  # a dark 1 on white paper, as a person would draw it
     picture.paste(30, (50, 20, 66, 140))
     picture.save(tmp_path / "one.png")
-    result = run_cli("features", trained_run, tmp_path / "one.png", "--max-channels", "4",
-                     "--out", tmp_path / "f.png")
+    result = run_cli("features", trained_run, tmp_path / "one.png", "--max-channels", "4", "--out", tmp_path / "f.png")
     assert result.code == 0
     lines = result.out.splitlines()
-    assert lines[:3] == [f"input: 28×28×1 {tmp_path / 'one.png'}, as the model sees it",
-                         "conv2d (26×26×32): drew 4 of 32 channels",
-                         "max_pooling2d (13×13×32): drew 4 of 32 channels"]
+    assert lines[:3] == [
+        f"input: 28×28×1 {tmp_path / 'one.png'}, as the model sees it",
+        "conv2d (26×26×32): drew 4 of 32 channels",
+        "max_pooling2d (13×13×32): drew 4 of 32 channels",
+    ]
     assert lines[3].startswith(f"wrote {tmp_path / 'f.png'} (")
     png_size(tmp_path / "f.png", min_colours=100)
 
@@ -208,22 +222,27 @@ def test_features_default_to_test_image_0_of_a_model_folders_dataset(run_cli, sa
     assert len(result.out.splitlines()) == 6  # input, 4 layers, wrote
 
 
-@pytest.mark.parametrize(("args", "code", "message"), [
-    (["filters", "no-run"], 1, "cnnlab: error: no-run/model.json: not found; give a run folder"),
-    (["features", "no-run", "--index", "1"], 1, "no-run/model.json: not found"),
-    (["filters", "{cnn2}", "--layer", "flatten"], 1, "--layer flatten: flatten is a layer of type Flatten"),
-    (["filters", "{mlp}"], 1, "it has no Conv2D layer"),
-    (["features", "{mlp}"], 1, "it has no Conv2D layer"),
-    (["features", "{cnn2}", "--index", "99999"], 1, "--index 99999: the mnist test split has"),
-    (["features", "{cnn2}", "missing.png"], 1, "missing.png: cannot read it (No such file or directory)"),
-    (["features", "{cnn2}", "small.png", "--index", "2"], 2, "give IMAGE or --index, not both"),
-    (["features", "{cnn2}", "--max-channels", "0"], 2, "Invalid value for '--max-channels'"),
-    (["filters", "{cnn2}", "--out", "nowhere/filters.png"], 1, "nowhere/filters.png: cannot be written"),
-    (["filter", "--kernel", "box", "--save-npy", "nowhere/f.npy"], 1,
-     "nowhere/f.npy: cannot be written (No such file or directory); choose another --save-npy"),
-])
-def test_model_errors_are_one_line_and_write_nothing(run_cli, saved_models, tmp_path, monkeypatch, args, code,
-                                                      message):
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["filters", "no-run"], 1, "cnnlab: error: no-run/model.json: not found; give a run folder"),
+        (["features", "no-run", "--index", "1"], 1, "no-run/model.json: not found"),
+        (["filters", "{cnn2}", "--layer", "flatten"], 1, "--layer flatten: flatten is a layer of type Flatten"),
+        (["filters", "{mlp}"], 1, "it has no Conv2D layer"),
+        (["features", "{mlp}"], 1, "it has no Conv2D layer"),
+        (["features", "{cnn2}", "--index", "99999"], 1, "--index 99999: the mnist test split has"),
+        (["features", "{cnn2}", "missing.png"], 1, "missing.png: cannot read it (No such file or directory)"),
+        (["features", "{cnn2}", "small.png", "--index", "2"], 2, "give IMAGE or --index, not both"),
+        (["features", "{cnn2}", "--max-channels", "0"], 2, "Invalid value for '--max-channels'"),
+        (["filters", "{cnn2}", "--out", "nowhere/filters.png"], 1, "nowhere/filters.png: cannot be written"),
+        (
+            ["filter", "--kernel", "box", "--save-npy", "nowhere/f.npy"],
+            1,
+            "nowhere/f.npy: cannot be written (No such file or directory); choose another --save-npy",
+        ),
+    ],
+)
+def test_model_errors_are_one_line_and_write_nothing(run_cli, saved_models, tmp_path, monkeypatch, args, code, message):
     monkeypatch.chdir(tmp_path)
     Image.new("L", (4, 4)).save(tmp_path / "small.png")
     result = run_cli(*(arg.format(cnn2=saved_models / "cnn2", mlp=saved_models / "mlp") for arg in args))

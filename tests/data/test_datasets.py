@@ -55,8 +55,12 @@ def cache(tmp_path, monkeypatch):
 def tiny_arrays():
     """A 3-class dataset of 6 training and 3 test images of 4×5 pixels, as IDX files hold it."""
     rng = np.random.default_rng(1)
-    return (rng.integers(0, 256, (6, 4, 5), dtype=np.uint8), np.array([0, 1, 2, 2, 1, 0], np.uint8),
-            rng.integers(0, 256, (3, 4, 5), dtype=np.uint8), np.array([2, 0, 1], np.uint8))
+    return (
+        rng.integers(0, 256, (6, 4, 5), dtype=np.uint8),
+        np.array([0, 1, 2, 2, 1, 0], np.uint8),
+        rng.integers(0, 256, (3, 4, 5), dtype=np.uint8),
+        np.array([2, 0, 1], np.uint8),
+    )
 
 
 @pytest.fixture
@@ -67,6 +71,7 @@ def tiny(tmp_path):
 
 
 # --- the IDX reader ----------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", ["images.idx", "images.idx.gz"])
 @pytest.mark.parametrize("type_code", sorted(IDX_TYPES))
@@ -142,8 +147,8 @@ def _expected_array(raw: bytes):
     ndim, dtype = raw[3], np.dtype(IDX_TYPES[raw[2]])
     if len(raw) < 4 + 4 * ndim:
         return None
-    shape = struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
-    body = raw[4 + 4 * ndim:]
+    shape = struct.unpack(f">{ndim}I", raw[4 : 4 + 4 * ndim])
+    body = raw[4 + 4 * ndim :]
     if len(body) != math.prod(shape) * dtype.itemsize:
         return None
     try:
@@ -166,14 +171,14 @@ def idx_candidates(draw):
         length = min(100, max(0, min(size, 100) + draw(st.integers(-3, 3))))  # near the size the header needs
         body = draw(st.binary(min_size=length, max_size=length))
         raw = lead + bytes([type_code, ndim]) + struct.pack(f">{ndim}I", *shape) + body
-        raw = raw[:draw(st.integers(0, len(raw)))] if draw(st.integers(0, 9)) == 0 else raw
+        raw = raw[: draw(st.integers(0, len(raw)))] if draw(st.integers(0, 9)) == 0 else raw
     compressed = draw(st.booleans())
     written = gzip.compress(raw, mtime=0) if compressed else raw
     damaged = compressed and draw(st.booleans())
     if damaged:
         spot = draw(st.integers(0, len(written) - 1))
-        written = written[:spot] + bytes([written[spot] ^ draw(st.integers(1, 255))]) + written[spot + 1:]
-        written = written[:draw(st.integers(0, len(written)))]
+        written = written[:spot] + bytes([written[spot] ^ draw(st.integers(1, 255))]) + written[spot + 1 :]
+        written = written[: draw(st.integers(0, len(written)))]
     return written, raw, compressed, damaged
 
 
@@ -203,6 +208,7 @@ def test_read_idx_returns_the_exact_array_or_a_cnnlab_error(scratch, candidate):
 
 # --- IDX datasets from a folder ----------------------------------------------------------------
 
+
 @pytest.mark.parametrize("suffix", ["", ".gz"])
 def test_an_idx_folder_loads_with_classes_numbered_from_its_labels(tmp_path, suffix):
     arrays = tiny_arrays()
@@ -222,8 +228,13 @@ def test_a_known_name_with_data_dir_keeps_its_class_names(tiny):
 
 
 def test_image_and_label_counts_must_agree(tmp_path):
-    folder = write_idx_dataset(tmp_path / "d", np.zeros((6, 4, 4), np.uint8), np.zeros(5, np.uint8),
-                               np.zeros((2, 4, 4), np.uint8), np.zeros(2, np.uint8))
+    folder = write_idx_dataset(
+        tmp_path / "d",
+        np.zeros((6, 4, 4), np.uint8),
+        np.zeros(5, np.uint8),
+        np.zeros((2, 4, 4), np.uint8),
+        np.zeros(2, np.uint8),
+    )
     with pytest.raises(CnnlabError) as caught:
         load_dataset("d", data_dir=folder)
     message = str(caught.value)
@@ -232,15 +243,25 @@ def test_image_and_label_counts_must_agree(tmp_path):
 
 
 def test_labels_must_number_the_known_classes(tmp_path):
-    folder = write_idx_dataset(tmp_path / "d", np.zeros((2, 4, 4), np.uint8), np.array([3, 10], np.uint8),
-                               np.zeros((1, 4, 4), np.uint8), np.zeros(1, np.uint8))
+    folder = write_idx_dataset(
+        tmp_path / "d",
+        np.zeros((2, 4, 4), np.uint8),
+        np.array([3, 10], np.uint8),
+        np.zeros((1, 4, 4), np.uint8),
+        np.zeros(1, np.uint8),
+    )
     with pytest.raises(CnnlabError, match=f"^{folder / 'train-labels-idx1-ubyte.gz'}: label 10 is out of range"):
         load_dataset("fashion-mnist", data_dir=folder)
 
 
 def test_images_must_be_bytes_of_one_size(tmp_path):
-    folder = write_idx_dataset(tmp_path / "d", np.zeros((2, 4, 4), np.uint8), np.zeros(2, np.uint8),
-                               np.zeros((1, 5, 4), np.uint8), np.zeros(1, np.uint8))
+    folder = write_idx_dataset(
+        tmp_path / "d",
+        np.zeros((2, 4, 4), np.uint8),
+        np.zeros(2, np.uint8),
+        np.zeros((1, 5, 4), np.uint8),
+        np.zeros(1, np.uint8),
+    )
     with pytest.raises(CnnlabError, match="holds \\(4, 4\\) images but .*t10k-images-idx3-ubyte.gz holds \\(5, 4\\)"):
         load_dataset("d", data_dir=folder)
     (folder / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(idx_bytes(np.zeros((2, 4, 4)), 0x0B)))
@@ -288,6 +309,7 @@ def test_an_unknown_name_without_data_dir_is_refused():
 
 # --- shipped MNIST -----------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def mnist_cache(tmp_path_factory):
     """A cache that one cold load of the shipped MNIST has filled, and that load's dataset."""
@@ -317,10 +339,13 @@ def test_the_warm_mnist_load_returns_identical_arrays_from_the_cache(mnist_cache
         np.testing.assert_array_equal(getattr(warm, name), getattr(cold, name))
 
 
-@pytest.mark.parametrize("damage, problem", [
-    (lambda path: write_file(path, idx_bytes(np.zeros((1, 28, 28), np.uint8))), "corrupt \\(the SHA-256"),
-    (lambda path: path.write_bytes((data.MNIST_DIR / path.name).read_bytes()[:100_000]), "bad gzip data"),
-])
+@pytest.mark.parametrize(
+    "damage, problem",
+    [
+        (lambda path: write_file(path, idx_bytes(np.zeros((1, 28, 28), np.uint8))), "corrupt \\(the SHA-256"),
+        (lambda path: path.write_bytes((data.MNIST_DIR / path.name).read_bytes()[:100_000]), "bad gzip data"),
+    ],
+)
 def test_a_damaged_shipped_mnist_says_to_reinstall(tmp_path, monkeypatch, damage, problem):
     for source in data.MNIST_DIR.iterdir():
         (tmp_path / source.name).symlink_to(source)
@@ -334,8 +359,11 @@ def test_a_damaged_shipped_mnist_says_to_reinstall(tmp_path, monkeypatch, damage
 
 # --- Fashion-MNIST and the verified download ---------------------------------------------------
 
-@pytest.mark.skipif(not data.FASHION_SYSTEM_DIR.is_dir(),
-                    reason=f"{data.FASHION_SYSTEM_DIR} is absent (Debian package dataset-fashion-mnist)")
+
+@pytest.mark.skipif(
+    not data.FASHION_SYSTEM_DIR.is_dir(),
+    reason=f"{data.FASHION_SYSTEM_DIR} is absent (Debian package dataset-fashion-mnist)",
+)
 def test_fashion_mnist_is_read_from_debians_copy():
     fashion = load_dataset("fashion-mnist")
     assert fashion.source == str(data.FASHION_SYSTEM_DIR)
@@ -368,8 +396,12 @@ def fashion_mirror(mirror, tmp_path, monkeypatch):
     """A mirror serving a tiny fashion-mnist (checksums patched to match); Debian's copy hidden."""
     folder, url = mirror
     rng = np.random.default_rng(3)
-    arrays = (rng.integers(0, 256, (4, 28, 28), dtype=np.uint8), np.array([9, 0, 0, 3], np.uint8),
-              rng.integers(0, 256, (2, 28, 28), dtype=np.uint8), np.array([5, 9], np.uint8))
+    arrays = (
+        rng.integers(0, 256, (4, 28, 28), dtype=np.uint8),
+        np.array([9, 0, 0, 3], np.uint8),
+        rng.integers(0, 256, (2, 28, 28), dtype=np.uint8),
+        np.array([5, 9], np.uint8),
+    )
     write_idx_dataset(folder, *arrays)
     checksums = {stem: hashlib.sha256(idx_bytes(array)).hexdigest() for stem, array in zip(data.IDX_FILES, arrays)}
     monkeypatch.setattr(data, "FASHION_SHA256", checksums)
@@ -413,6 +445,7 @@ def test_a_failed_download_says_how_else_to_get_the_data(fashion_mirror, cache):
 
 
 # --- to_categorical ----------------------------------------------------------------------------
+
 
 def test_to_categorical_is_keras_one_hot():
     labels = np.array([2, 0, 1, 2])

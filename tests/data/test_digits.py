@@ -71,19 +71,24 @@ def test_mnist_digits_photographed_large_come_back_as_the_model_knows_them(model
     as it does for the original, because this is the preprocessing MNIST's images went through."""
     dataset = cnnlab.load_dataset("mnist")
     originals = dataset.x_test[:200]  # (N, 28, 28, 1)
-    photographed = np.stack([digit_input(Image.fromarray(255 - digit[..., 0]).resize((280, 280), Image.BICUBIC))
-                             for digit in originals])[..., None]
+    photographed = np.stack(
+        [digit_input(Image.fromarray(255 - digit[..., 0]).resize((280, 280), Image.BICUBIC)) for digit in originals]
+    )[..., None]
     predict = lambda images: model.predict_proba(as_model_input(torch.from_numpy(images))).argmax(1)
     agreement = (predict(originals) == predict(photographed)).float().mean().item()
     assert agreement >= 0.93
 
 
-@pytest.mark.parametrize("picture", [
-    Image.new("RGB", (120, 90), (255, 255, 255)),
-    Image.new("L", (28, 28), 0),
-    Image.new("RGBA", (50, 50), (0, 0, 0, 0)),
-    Image.fromarray(np.random.default_rng(0).normal(200, 6, (300, 400)).clip(0, 255).astype(np.uint8)),  # grain
-], ids=["white", "black", "transparent", "paper grain"])
+@pytest.mark.parametrize(
+    "picture",
+    [
+        Image.new("RGB", (120, 90), (255, 255, 255)),
+        Image.new("L", (28, 28), 0),
+        Image.new("RGBA", (50, 50), (0, 0, 0, 0)),
+        Image.fromarray(np.random.default_rng(0).normal(200, 6, (300, 400)).clip(0, 255).astype(np.uint8)),  # grain
+    ],
+    ids=["white", "black", "transparent", "paper grain"],
+)
 def test_a_blank_picture_says_so_instead_of_guessing(model, picture):
     with pytest.raises(BlankImageError, match="blank"):
         predict_image(model, picture)
@@ -106,11 +111,14 @@ def test_other_models_get_a_plain_resize_with_their_channels():
     assert model_input(picture, (16, 16, 1), "folder:pets").shape == (16, 16, 1)
 
 
-@pytest.mark.parametrize("shape, dataset, message", [
-    ((28, 28, 3), "mnist", "takes 3 channels"),
-    ((28, 28, 2), "folder:x", "gray or"),
-    ((784,), "mnist", "inputs shaped"),
-])
+@pytest.mark.parametrize(
+    "shape, dataset, message",
+    [
+        ((28, 28, 3), "mnist", "takes 3 channels"),
+        ((28, 28, 2), "folder:x", "gray or"),
+        ((784,), "mnist", "inputs shaped"),
+    ],
+)
 def test_a_wrong_channel_count_is_a_clear_error(shape, dataset, message):
     with pytest.raises(CnnlabError, match=message):
         model_input(draw_digit(1), shape, dataset)

@@ -25,10 +25,13 @@ def cache(tmp_path, monkeypatch):
 
 # --- CIFAR-10 ----------------------------------------------------------------------------------
 
+
 def cifar_batch(images: np.ndarray, labels: np.ndarray) -> bytes:
     """CIFAR-10's binary records: a label byte, then the whole red, green and blue planes, row by row."""
-    return b"".join(bytes([label]) + image[:, :, 0].tobytes() + image[:, :, 1].tobytes() + image[:, :, 2].tobytes()
-                    for image, label in zip(images, labels))
+    return b"".join(
+        bytes([label]) + image[:, :, 0].tobytes() + image[:, :, 1].tobytes() + image[:, :, 2].tobytes()
+        for image, label in zip(images, labels)
+    )
 
 
 def tar_gz(members: dict[str, bytes]) -> bytes:
@@ -49,8 +52,10 @@ def cifar():
     y_train = rng.integers(0, 10, 100).astype(np.int64)
     x_test = rng.integers(0, 256, (20, 32, 32, 3), dtype=np.uint8)
     y_test = rng.integers(0, 10, 20).astype(np.int64)
-    batches = {f"data_batch_{n}.bin": cifar_batch(x_train[20 * (n - 1):20 * n], y_train[20 * (n - 1):20 * n])
-               for n in range(1, 6)}
+    batches = {
+        f"data_batch_{n}.bin": cifar_batch(x_train[20 * (n - 1) : 20 * n], y_train[20 * (n - 1) : 20 * n])
+        for n in range(1, 6)
+    }
     batches["test_batch.bin"] = cifar_batch(x_test, y_test)
     batches["batches.meta.txt"] = "\n".join(cifar10.CIFAR_CLASSES).encode()
     return batches, (x_train, y_train, x_test, y_test)
@@ -58,17 +63,29 @@ def cifar():
 
 def test_cifar_records_become_images_channels_last(tmp_path, cifar):
     batches, arrays = cifar
-    record = bytearray(batches["data_batch_2.bin"][3 * 3073:4 * 3073])  # the 4th record of batch 2: image 23
+    record = bytearray(batches["data_batch_2.bin"][3 * 3073 : 4 * 3073])  # the 4th record of batch 2: image 23
     record[1 + 1024 + 5 * 32 + 7] = 201  # green plane (the 2nd), row 5, column 7
     batch = batches["data_batch_2.bin"]
-    batches["data_batch_2.bin"] = batch[:3 * 3073] + bytes(record) + batch[4 * 3073:]
-    (tmp_path / "cifar-10-binary.tar.gz").write_bytes(tar_gz({f"cifar-10-batches-bin/{n}": b for n, b in batches.items()}))
+    batches["data_batch_2.bin"] = batch[: 3 * 3073] + bytes(record) + batch[4 * 3073 :]
+    (tmp_path / "cifar-10-binary.tar.gz").write_bytes(
+        tar_gz({f"cifar-10-batches-bin/{n}": b for n, b in batches.items()})
+    )
     loaded = load_dataset("cifar10", data_dir=tmp_path)
     assert loaded.x_train[23, 5, 7, 1] == 201
     arrays[0][23, 5, 7, 1] = 201
     assert loaded.x_train.shape == (100, 32, 32, 3) and loaded.x_test.shape == (20, 32, 32, 3)
-    assert loaded.class_names == ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
-                                  "truck"]
+    assert loaded.class_names == [
+        "airplane",
+        "automobile",
+        "bird",
+        "cat",
+        "deer",
+        "dog",
+        "frog",
+        "horse",
+        "ship",
+        "truck",
+    ]
     for got, want in zip((loaded.x_train, loaded.y_train, loaded.x_test, loaded.y_test), arrays):
         np.testing.assert_array_equal(got, want)
 
@@ -93,13 +110,16 @@ def test_cifar_archive_arrays_are_cached(tmp_path, cifar, monkeypatch):
     np.testing.assert_array_equal(load_dataset("cifar10", data_dir=tmp_path).x_train, arrays[0])
 
 
-@pytest.mark.parametrize("edit, problem", [
-    (lambda b: b.update({"../data_batch_1.bin": b.pop("data_batch_1.bin")}), "has an unsafe path"),
-    (lambda b: b.update({"/abs/test_batch.bin": b["test_batch.bin"]}), "has an unsafe path"),
-    (lambda b: b.pop("data_batch_4.bin"), "missing data_batch_4.bin"),
-    (lambda b: b.update({"test_batch.bin": b["test_batch.bin"][:-1]}), "not a whole number of 3073-byte records"),
-    (lambda b: b.update({"test_batch.bin": bytes([10]) + b["test_batch.bin"][1:]}), "label 10 is out of range"),
-])
+@pytest.mark.parametrize(
+    "edit, problem",
+    [
+        (lambda b: b.update({"../data_batch_1.bin": b.pop("data_batch_1.bin")}), "has an unsafe path"),
+        (lambda b: b.update({"/abs/test_batch.bin": b["test_batch.bin"]}), "has an unsafe path"),
+        (lambda b: b.pop("data_batch_4.bin"), "missing data_batch_4.bin"),
+        (lambda b: b.update({"test_batch.bin": b["test_batch.bin"][:-1]}), "not a whole number of 3073-byte records"),
+        (lambda b: b.update({"test_batch.bin": bytes([10]) + b["test_batch.bin"][1:]}), "label 10 is out of range"),
+    ],
+)
 def test_a_bad_cifar_archive_is_refused_naming_it(tmp_path, cifar, edit, problem):
     batches, _ = cifar
     edit(batches)
@@ -153,7 +173,7 @@ def pets(tmp_path):
     (root / "cats" / "notes.txt").write_text("not an image")
     Image.new("RGB", (8, 8)).save(root / "owls" / "scan.tiff")  # an image, in a format cnnlab does not take
     png = (root / "cats" / "0.png").read_bytes()
-    (root / "dogs" / "broken.png").write_bytes(png[:len(png) // 2])
+    (root / "dogs" / "broken.png").write_bytes(png[: len(png) // 2])
     (root / "owls" / ".thumbnail.png").write_bytes(png)  # hidden: ignored silently
     return root
 
@@ -164,7 +184,10 @@ def test_a_folder_dataset_splits_each_class_and_lists_skipped_files(pets):
     assert loaded.x_train.shape == (12, 12, 16, 3) and loaded.x_test.shape == (3, 12, 16, 3)
     assert sorted(loaded.y_test.tolist()) == [0, 1, 2]  # a fifth of each class
     assert sorted((path.relative_to(pets).as_posix(), reason.split(":")[0]) for path, reason in loaded.skipped) == [
-        ("cats/notes.txt", "not an image"), ("dogs/broken.png", "damaged"), ("owls/scan.tiff", "not an image")]
+        ("cats/notes.txt", "not an image"),
+        ("dogs/broken.png", "damaged"),
+        ("owls/scan.tiff", "not an image"),
+    ]
     assert loaded.skipped_message().startswith("skipped 3 unreadable files: ")
     assert "cats/notes.txt (not an image)" in loaded.skipped_message()
     images, labels = np.concatenate([loaded.x_train, loaded.x_test]), np.concatenate([loaded.y_train, loaded.y_test])
@@ -188,8 +211,9 @@ def test_the_folder_split_is_seeded(pets):
     first, again = (load_dataset(f"folder:{pets}", seed=5) for _ in range(2))
     np.testing.assert_array_equal(first.x_test, again.x_test)
     np.testing.assert_array_equal(first.y_train, again.y_train)
-    assert any(not np.array_equal(load_dataset(f"folder:{pets}", seed=seed).y_train, first.y_train)
-               for seed in range(6, 10))  # other seeds shuffle differently
+    assert any(
+        not np.array_equal(load_dataset(f"folder:{pets}", seed=seed).y_train, first.y_train) for seed in range(6, 10)
+    )  # other seeds shuffle differently
     assert len(set(first.y_train[-4:].tolist())) > 1  # shuffled: a validation split from the end holds several classes
 
 
@@ -217,7 +241,8 @@ def test_decompression_bombs_are_skipped(tmp_path, monkeypatch):
     assert len(loaded.x_train) == 1 and len(loaded.x_test) == 0
     assert sorted((path.name, reason) for path, reason in loaded.skipped) == [
         ("refused.png", "too many pixels: a possible decompression bomb"),
-        ("warned.png", "too many pixels: a possible decompression bomb")]
+        ("warned.png", "too many pixels: a possible decompression bomb"),
+    ]
 
 
 def test_folder_errors_are_cnnlab_errors(tmp_path):
@@ -237,20 +262,58 @@ def test_folder_errors_are_cnnlab_errors(tmp_path):
 
 # --- training on them, end to end --------------------------------------------------------------
 
+
 def test_the_course_cifar_cnn_trains_on_a_cifar_archive(run_cli, tmp_path, cifar):
     batches, _ = cifar
-    (tmp_path / "cifar-10-binary.tar.gz").write_bytes(tar_gz({f"cifar-10-batches-bin/{n}": b for n, b in batches.items()}))
-    result = run_cli("train", "--model", "cifar-cnn", "--dataset", "cifar10", "--data-dir", tmp_path, "--epochs", "1",
-                     "--batch-size", "32", "--name", "c", "--runs-dir", tmp_path / "runs", "--quiet")
+    (tmp_path / "cifar-10-binary.tar.gz").write_bytes(
+        tar_gz({f"cifar-10-batches-bin/{n}": b for n, b in batches.items()})
+    )
+    result = run_cli(
+        "train",
+        "--model",
+        "cifar-cnn",
+        "--dataset",
+        "cifar10",
+        "--data-dir",
+        tmp_path,
+        "--epochs",
+        "1",
+        "--batch-size",
+        "32",
+        "--name",
+        "c",
+        "--runs-dir",
+        tmp_path / "runs",
+        "--quiet",
+    )
     assert result.code == 0, result.err
     assert result.out.startswith("test accuracy: ")
     assert cnnlab_load(tmp_path / "runs" / "c").class_names[0] == "airplane"
 
 
 def test_a_folder_dataset_trains_and_reports_what_it_skipped(run_cli, tmp_path, pets):
-    result = run_cli("train", "--dataset", f"folder:{pets}", "--channels", "3", "--image-size", "8",
-                     "--model", "conv(4,3,relu)-flatten-dense(3,softmax)", "--validation-split", "0",
-                     "--epochs", "3", "--batch-size", "4", "--name", "p", "--runs-dir", tmp_path / "runs", "--quiet")
+    result = run_cli(
+        "train",
+        "--dataset",
+        f"folder:{pets}",
+        "--channels",
+        "3",
+        "--image-size",
+        "8",
+        "--model",
+        "conv(4,3,relu)-flatten-dense(3,softmax)",
+        "--validation-split",
+        "0",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "4",
+        "--name",
+        "p",
+        "--runs-dir",
+        tmp_path / "runs",
+        "--quiet",
+    )
     assert result.code == 0, result.err
     assert result.err.startswith("cnnlab: skipped 3 unreadable files: ")
     model = cnnlab_load(tmp_path / "runs" / "p")

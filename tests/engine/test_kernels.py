@@ -25,9 +25,13 @@ from cnnlab.nn.specs import model_from_spec, parse_spec_line
 # Without the compiled module only the first test below fails, and says why; the rest have nothing to compare.
 needs_kernels = pytest.mark.skipif(kernels.WHY_OFF is not None, reason=f"compiled kernels {kernels.status()}")
 # the fused convolution's code for each vector width the processor has (AVX-512 processors run both)
-vector_widths = pytest.mark.parametrize("bits", [
-    pytest.param(bits, marks=pytest.mark.skipif(kernels.VECTOR_BITS < bits, reason=f"no {bits}-bit vectors here"))
-    for bits in (512, 256)])
+vector_widths = pytest.mark.parametrize(
+    "bits",
+    [
+        pytest.param(bits, marks=pytest.mark.skipif(kernels.VECTOR_BITS < bits, reason=f"no {bits}-bit vectors here"))
+        for bits in (512, 256)
+    ],
+)
 
 
 def _model(spec_line: str):
@@ -56,23 +60,30 @@ def test_the_kernels_are_built_by_the_setup():
 @pytest.mark.skipif(platform.machine() != "x86_64", reason="vector code for x86-64 only")
 def test_the_fused_convolution_uses_the_widest_vectors_the_processor_has():
     flags = set(re.search(r"^flags\s*:(.*)$", Path("/proc/cpuinfo").read_text(), re.MULTILINE).group(1).split())
-    expected = 512 if {"avx2", "fma", "avx512f", "avx512bw", "avx512dq", "avx512vl"} <= flags else (
-        256 if {"avx2", "fma"} <= flags else 0)
+    expected = (
+        512
+        if {"avx2", "fma", "avx512f", "avx512bw", "avx512dq", "avx512vl"} <= flags
+        else (256 if {"avx2", "fma"} <= flags else 0)
+    )
     assert kernels.VECTOR_BITS == expected
-    assert kernels.status() == (f"on ({expected}-bit vectors)" if expected else
-                                "on (no fused convolution: no AVX2 on this processor)")
+    assert kernels.status() == (
+        f"on ({expected}-bit vectors)" if expected else "on (no fused convolution: no AVX2 on this processor)"
+    )
 
 
 @needs_kernels
-@pytest.mark.parametrize("spec", [
-    "input(28,28,1)-conv(32,3)-maxpool(2)-relu-flatten-dense(10)",  # the course's CNN
-    "input(28,28,1)-conv(32,3,relu)-maxpool(2)-conv(8,3)-flatten-dense(10)",  # cnn2's first block
-    "input(28,28,1)-conv(16,5)-maxpool(2)-batchnorm-relu-flatten-dense(10)",  # mnist-fast: no ReLU fused
-    "input(29,30,3)-conv(24,3x2)-maxpool(2)-flatten-dense(5)",  # colour, odd sizes: the pool drops a row
-    "input(12,12,2)-conv(64,3,use_bias=false)-maxpool(2)-relu-flatten-dense(3)",
-    "input(10,10,1)-conv(8,1)-maxpool(2)-flatten-dense(3)",
-    "input(10,10,1)-conv(48,3)-maxpool(2)-flatten-dense(3)",
-])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "input(28,28,1)-conv(32,3)-maxpool(2)-relu-flatten-dense(10)",  # the course's CNN
+        "input(28,28,1)-conv(32,3,relu)-maxpool(2)-conv(8,3)-flatten-dense(10)",  # cnn2's first block
+        "input(28,28,1)-conv(16,5)-maxpool(2)-batchnorm-relu-flatten-dense(10)",  # mnist-fast: no ReLU fused
+        "input(29,30,3)-conv(24,3x2)-maxpool(2)-flatten-dense(5)",  # colour, odd sizes: the pool drops a row
+        "input(12,12,2)-conv(64,3,use_bias=false)-maxpool(2)-relu-flatten-dense(3)",
+        "input(10,10,1)-conv(8,1)-maxpool(2)-flatten-dense(3)",
+        "input(10,10,1)-conv(48,3)-maxpool(2)-flatten-dense(3)",
+    ],
+)
 @vector_widths
 def test_fused_convolution_and_pool_match_torch_forward_and_backward(spec, bits, monkeypatch):
     monkeypatch.setattr(kernels, "VECTOR_BITS", bits)
@@ -92,17 +103,20 @@ def test_fused_convolution_and_pool_match_torch_forward_and_backward(spec, bits,
         torch.testing.assert_close(ours, torchs, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("spec", [
-    "input(28,28,1)-conv(32,3,same)-maxpool(2)-flatten-dense(10)",  # padding
-    "input(28,28,1)-conv(32,3,strides=2)-maxpool(2)-flatten-dense(10)",
-    "input(28,28,1)-conv(32,3)-maxpool(3)-flatten-dense(10)",
-    "input(28,28,1)-conv(32,3)-maxpool(2,strides=1)-flatten-dense(10)",
-    "input(28,28,1)-conv(12,3)-maxpool(2)-flatten-dense(10)",  # no vector code for 12 filters
-    "input(28,28,1)-conv(32,3,tanh)-maxpool(2)-flatten-dense(10)",
-    "input(28,28,1)-conv(32,3)-batchnorm-maxpool(2)-flatten-dense(10)",
-    "input(28,28,8)-conv(32,3)-maxpool(2)-flatten-dense(10)",  # 72 taps: a deep layer's job for oneDNN
-    "input(28,28,1)-conv(8,3)-conv(32,3)-maxpool(2)-flatten-dense(10)",  # not the first layer
-])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "input(28,28,1)-conv(32,3,same)-maxpool(2)-flatten-dense(10)",  # padding
+        "input(28,28,1)-conv(32,3,strides=2)-maxpool(2)-flatten-dense(10)",
+        "input(28,28,1)-conv(32,3)-maxpool(3)-flatten-dense(10)",
+        "input(28,28,1)-conv(32,3)-maxpool(2,strides=1)-flatten-dense(10)",
+        "input(28,28,1)-conv(12,3)-maxpool(2)-flatten-dense(10)",  # no vector code for 12 filters
+        "input(28,28,1)-conv(32,3,tanh)-maxpool(2)-flatten-dense(10)",
+        "input(28,28,1)-conv(32,3)-batchnorm-maxpool(2)-flatten-dense(10)",
+        "input(28,28,8)-conv(32,3)-maxpool(2)-flatten-dense(10)",  # 72 taps: a deep layer's job for oneDNN
+        "input(28,28,1)-conv(8,3)-conv(32,3)-maxpool(2)-flatten-dense(10)",  # not the first layer
+    ],
+)
 def test_other_layer_patterns_keep_torchs_operators(spec):
     assert conv_pool_for(_model(spec).layers) is None
 
@@ -133,7 +147,8 @@ def _rmsprop_run(optimizer_class, weight_decay: float) -> list[torch.Tensor]:
     for _ in range(3):
         for p in model.parameters():
             p.grad = torch.randn(p.shape, generator=generator).contiguous(
-                memory_format=torch.channels_last if p.dim() == 4 else torch.contiguous_format)
+                memory_format=torch.channels_last if p.dim() == 4 else torch.contiguous_format
+            )
         optimizer.step()
     return [p.detach().clone() for p in model.parameters()]
 
@@ -156,10 +171,18 @@ def test_rmsprop_kernel_is_not_used_for_mismatched_layouts():
 
 @needs_kernels
 def test_the_kernels_can_be_switched_off_for_comparisons():
-    code = ("from cnnlab.engine import accelerate, kernels; from cnnlab.nn.registry import create_model; "
-            "m = create_model('cnn-dropout'); print(kernels.status(), [type(s).__name__ for s in accelerate.plan(m.layers).values()])")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                            env={**os.environ, "CNNLAB_KERNELS": "off"})
+    code = (
+        "from cnnlab.engine import accelerate, kernels; from cnnlab.nn.registry import create_model; "
+        "m = create_model('cnn-dropout'); "
+        "print(kernels.status(), [type(s).__name__ for s in accelerate.plan(m.layers).values()])"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "CNNLAB_KERNELS": "off"},
+    )
     assert result.stdout.strip() == "off: switched off by CNNLAB_KERNELS=off ['OneDnnDense']", result.stderr
 
 
@@ -253,5 +276,8 @@ def test_the_engine_says_what_applies_to_a_model():
     text = format_speedups(speedups(create_model("cnn-dropout")))
     assert "Dense with ≥ 100,000 weights through oneDNN (CPU tensors; in this model: dense)" in text
     if kernels.WHY_OFF is None and kernels.VECTOR_BITS:
-        assert f"on   first Conv2D + 2×2 MaxPool2D fused ({kernels.VECTOR_BITS}-bit vectors; in this model: conv2d)" in text
+        assert (
+            f"on   first Conv2D + 2×2 MaxPool2D fused ({kernels.VECTOR_BITS}-bit vectors; in this model: conv2d)"
+            in text
+        )
         assert "on   Dropout masks from a parallel hash (in this model: dropout, dropout_1)" in text

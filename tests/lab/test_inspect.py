@@ -75,24 +75,30 @@ def test_the_first_layer_of_an_rgb_model_is_drawn_in_colour():
     assert drawn(inspect.draw_kernels(model, "conv2d_1"))[0].images[0].get_array().ndim == 2  # averaged
 
 
-@pytest.mark.parametrize(("layer", "problem"), [
-    ("dense", "dense is a layer of type Dense, which has no kernels"),
-    ("max_pooling2d", "max_pooling2d is a layer of type MaxPool2D, which has no kernels"),
-    ("conv2d_7", "the model has no layer of that name"),
-    (3, "the model has 2 conv layers"),
-    ("0", "the model has 2 conv layers"),
-])
+@pytest.mark.parametrize(
+    ("layer", "problem"),
+    [
+        ("dense", "dense is a layer of type Dense, which has no kernels"),
+        ("max_pooling2d", "max_pooling2d is a layer of type MaxPool2D, which has no kernels"),
+        ("conv2d_7", "the model has no layer of that name"),
+        (3, "the model has 2 conv layers"),
+        ("0", "the model has 2 conv layers"),
+    ],
+)
 def test_a_layer_that_is_not_a_conv_layer_is_refused_with_the_choices(cnn2, layer, problem):
     with pytest.raises(CnnlabError) as caught:
         inspect.draw_kernels(cnn2, layer)
-    assert str(caught.value) == (f"--layer {layer}: {problem}; choose a conv layer by name or number: "
-                                 "1 conv2d (26×26×32), 2 conv2d_1 (11×11×64)")
+    assert str(caught.value) == (
+        f"--layer {layer}: {problem}; choose a conv layer by name or number: 1 conv2d (26×26×32), 2 conv2d_1 (11×11×64)"
+    )
 
 
 def test_a_model_without_conv_layers_has_nothing_to_draw():
     mlp = create_model("mlp")
-    for draw in (lambda: inspect.draw_kernels(mlp),
-                 lambda: inspect.draw_feature_maps(mlp, np.zeros((28, 28, 1), np.uint8))):
+    for draw in (
+        lambda: inspect.draw_kernels(mlp),
+        lambda: inspect.draw_feature_maps(mlp, np.zeros((28, 28, 1), np.uint8)),
+    ):
         with pytest.raises(CnnlabError, match="it has no Conv2D layer"):
             draw()
 
@@ -103,7 +109,8 @@ def test_feature_maps_are_the_layers_outputs_titled_with_their_names_and_shapes(
     spatial = [layer for layer in trained.layers if layer.type_name in inspect.SPATIAL_LAYERS]
     assert [row.texts[0].get_text() for row in figure.subfigs] == [f"input (28×28×1) {source}"] + [
         f"{layer.name} ({vision.format_shape(layer.output_shape)}): channels 0–7 of {layer.output_shape[-1]}"
-        for layer in spatial]
+        for layer in spatial
+    ]
     assert [layer.name for layer in spatial] == ["conv2d", "max_pooling2d"]
     input_panel, conv_row, pool_row = drawn(figure.subfigs[0]), drawn(figure.subfigs[1]), drawn(figure.subfigs[2])
     np.testing.assert_array_equal(input_panel[0].images[0].get_array(), image[:, :, 0])
@@ -122,8 +129,12 @@ def test_feature_maps_are_the_layers_outputs_titled_with_their_names_and_shapes(
 def test_many_channels_wrap_onto_lines_of_sixteen(cnn2):
     figure = inspect.draw_feature_maps(cnn2, np.full((28, 28, 1), 200, np.uint8), max_channels=40)
     titles = [row.texts[0].get_text() for row in figure.subfigs]
-    assert titles[1:] == ["conv2d (26×26×32)", "max_pooling2d (13×13×32)", "conv2d_1 (11×11×64): channels 0–39 of 64",
-                          "max_pooling2d_1 (5×5×64): channels 0–39 of 64"]
+    assert titles[1:] == [
+        "conv2d (26×26×32)",
+        "max_pooling2d (13×13×32)",
+        "conv2d_1 (11×11×64): channels 0–39 of 64",
+        "max_pooling2d_1 (5×5×64): channels 0–39 of 64",
+    ]
     assert [len(drawn(row)) for row in figure.subfigs] == [1, 32, 32, 40, 40]
     assert len(figure.subfigs[3].axes) == 3 * inspect.MAX_COLUMNS  # 40 maps on three lines of 16
 
@@ -134,8 +145,9 @@ def test_dataset_image_is_the_runs_test_image(trained, trained_run):
     np.testing.assert_array_equal(image, mnist.x_test[9])
     assert source == f"test image 9 of mnist (label: {mnist.y_test[9]})"
     count = len(mnist.x_test)
-    with pytest.raises(CnnlabError, match=f"--index {count}: the mnist test split has {count} images; "
-                                          f"give 0 to {count - 1}"):
+    with pytest.raises(
+        CnnlabError, match=f"--index {count}: the mnist test split has {count} images; give 0 to {count - 1}"
+    ):
         inspect.dataset_image(trained, trained_run, count)
 
 
@@ -148,11 +160,14 @@ def test_a_model_folder_without_config_uses_its_dataset(cnn2, tmp_path):
         inspect.dataset_image(modelio.load(tmp_path / "anonymous"), tmp_path / "anonymous", 0)
 
 
-@pytest.mark.parametrize(("image", "max_channels", "message"), [
-    (np.zeros((28, 28), np.uint8), 16, "Received: image of shape \\(28, 28\\)"),
-    (np.zeros((28, 28, 1), np.float32), 16, "dtype float32"),
-    (np.zeros((28, 28, 1), np.uint8), 0, "Received: max_channels=0"),
-])
+@pytest.mark.parametrize(
+    ("image", "max_channels", "message"),
+    [
+        (np.zeros((28, 28), np.uint8), 16, "Received: image of shape \\(28, 28\\)"),
+        (np.zeros((28, 28, 1), np.float32), 16, "dtype float32"),
+        (np.zeros((28, 28, 1), np.uint8), 0, "Received: max_channels=0"),
+    ],
+)
 def test_draw_feature_maps_checks_its_arguments(cnn2, image, max_channels, message):
     with pytest.raises(ValueError, match=message):
         inspect.draw_feature_maps(cnn2, image, max_channels=max_channels)

@@ -6,8 +6,10 @@ import sys
 
 from cnnlab.lab.plots import CurvesProcess, history_figure
 
-HISTORY = [{"epoch": 1, "loss": 0.31, "accuracy": 0.91, "val_loss": 0.12, "val_accuracy": 0.965, "seconds": 1.5},
-           {"epoch": 2, "loss": 0.09, "accuracy": 0.973, "val_loss": 0.08, "val_accuracy": 0.976, "seconds": 1.4}]
+HISTORY = [
+    {"epoch": 1, "loss": 0.31, "accuracy": 0.91, "val_loss": 0.12, "val_accuracy": 0.965, "seconds": 1.5},
+    {"epoch": 2, "loss": 0.09, "accuracy": 0.973, "val_loss": 0.08, "val_accuracy": 0.976, "seconds": 1.4},
+]
 
 
 def test_the_helper_draws_the_curves_this_process_would(tmp_path):

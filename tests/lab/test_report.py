@@ -18,8 +18,14 @@ def hand_made_report() -> Report:
     """Five images of three classes: 0 is right once and taken for 1 once, 1 is right twice, 2 is taken for 0."""
     true, predicted = np.array([0, 0, 1, 1, 2]), np.array([0, 1, 1, 1, 0])
     confidence = np.array([0.9, 0.6, 0.8, 0.7, 0.95])
-    return Report(["zero", "one", "two"], confusion_matrix(true, predicted, 3), true, predicted, confidence,
-                  mistakes=np.array([4, 1]))
+    return Report(
+        ["zero", "one", "two"],
+        confusion_matrix(true, predicted, 3),
+        true,
+        predicted,
+        confidence,
+        mistakes=np.array([4, 1]),
+    )
 
 
 def test_confusion_matrix_rows_are_true_classes_and_columns_predictions():

@@ -43,10 +43,16 @@ windows = st.tuples(st.integers(1, 5), st.integers(1, 5))
 
 
 @settings(max_examples=1000, deadline=None)
-@given(image=images(), window=windows, stride=strides, padding=st.sampled_from(vision.PADDINGS),
-       per_kernel_channel=st.booleans(), per_channel=st.booleans(), data=st.data())
-def test_convolve_equals_scipy_correlate2d(image, window, stride, padding, per_kernel_channel,
-                                           per_channel, data):
+@given(
+    image=images(),
+    window=windows,
+    stride=strides,
+    padding=st.sampled_from(vision.PADDINGS),
+    per_kernel_channel=st.booleans(),
+    per_channel=st.booleans(),
+    data=st.data(),
+)
+def test_convolve_equals_scipy_correlate2d(image, window, stride, padding, per_kernel_channel, per_channel, data):
     kernel_shape = window + image.shape[2:] if per_kernel_channel else window
     kernel = data.draw(arrays(np.int64, kernel_shape, elements=small_ints)).astype(np.float64)
     if padding == "valid" and (window[0] > image.shape[0] or window[1] > image.shape[1]):
@@ -61,8 +67,13 @@ def test_convolve_equals_scipy_correlate2d(image, window, stride, padding, per_k
 
 
 @settings(max_examples=800, deadline=None)
-@given(image=images(), size=windows, stride=st.none() | strides,
-       padding=st.sampled_from(vision.PADDINGS), kind=st.sampled_from(vision.POOLS))
+@given(
+    image=images(),
+    size=windows,
+    stride=st.none() | strides,
+    padding=st.sampled_from(vision.PADDINGS),
+    kind=st.sampled_from(vision.POOLS),
+)
 def test_pool_equals_a_loop_over_windows(image, size, stride, padding, kind):
     steps = size if stride is None else stride
     if padding == "valid" and (size[0] > image.shape[0] or size[1] > image.shape[1]):
@@ -74,8 +85,10 @@ def test_pool_equals_a_loop_over_windows(image, size, stride, padding, kind):
 
 
 @settings(max_examples=200, deadline=None)
-@given(signal=arrays(np.int64, st.integers(1, 30), elements=small_ints),
-       kernel=arrays(np.int64, st.integers(1, 6), elements=small_ints))
+@given(
+    signal=arrays(np.int64, st.integers(1, 30), elements=small_ints),
+    kernel=arrays(np.int64, st.integers(1, 6), elements=small_ints),
+)
 def test_convolve1d_equals_numpy_convolve(signal, kernel):
     np.testing.assert_array_equal(vision.convolve1d(signal, kernel), np.convolve(signal, kernel))
 
@@ -136,8 +149,9 @@ def test_default_photo_is_a_512_gray_photograph(photo):
     assert photo.std() > 0.1  # a real picture, far from blank
 
 
-@pytest.mark.parametrize(("stride", "padding", "shape", "pad"),
-                         [((2, 1), "valid", (255, 510), (0, 0)), ((1, 1), "same", (512, 512), (2, 2))])
+@pytest.mark.parametrize(
+    ("stride", "padding", "shape", "pad"), [((2, 1), "valid", (255, 510), (0, 0)), ((1, 1), "same", (512, 512), (2, 2))]
+)
 def test_course_conv2d_shapes(photo, stride, padding, shape, pad):
     assert vision.convolve(photo, vision.make_kernel("box"), stride, padding).shape == shape
     sizes = [vision.output_size(512, 3, s, padding) for s in stride]
@@ -201,8 +215,7 @@ def test_gaussian_3_is_the_binomial_kernel():
 @pytest.mark.parametrize("size", [1, 3, 5])
 def test_identity_returns_the_image(size):
     image = np.random.default_rng(size).random((9, 8))
-    np.testing.assert_array_equal(vision.convolve(image, vision.make_kernel("identity", size), padding="same"),
-                                  image)
+    np.testing.assert_array_equal(vision.convolve(image, vision.make_kernel("identity", size), padding="same"), image)
 
 
 def test_random_kernel_is_seeded_and_glorot_bounded():
@@ -212,12 +225,15 @@ def test_random_kernel_is_seeded_and_glorot_bounded():
     assert np.abs(first).max() <= np.sqrt(6 / 50)
 
 
-@pytest.mark.parametrize(("name", "size", "message"), [
-    ("identity", 4, "odd size"),
-    ("sobel-x", 5, "fixed 3×3"),
-    ("box", 0, "kernel_size"),
-    ("blur", None, "unknown kernel"),
-])
+@pytest.mark.parametrize(
+    ("name", "size", "message"),
+    [
+        ("identity", 4, "odd size"),
+        ("sobel-x", 5, "fixed 3×3"),
+        ("box", 0, "kernel_size"),
+        ("blur", None, "unknown kernel"),
+    ],
+)
 def test_bad_named_kernels_say_what_they_received(name, size, message):
     with pytest.raises(ValueError, match=message) as caught:
         vision.make_kernel(name, size)
@@ -233,12 +249,15 @@ def test_parse_kernel_names_and_matrices():
     np.testing.assert_array_equal(vision.parse_kernel(" 0.5 , -1 ")[1], [[0.5, -1]])
 
 
-@pytest.mark.parametrize(("spec", "message"), [
-    ("1,2;3", "rows have 2, 1 values"),
-    ("1,a", "not a kernel name"),
-    ("", "not a kernel name"),
-    ("missing.npy", "no such kernel file"),
-])
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("1,2;3", "rows have 2, 1 values"),
+        ("1,a", "not a kernel name"),
+        ("", "not a kernel name"),
+        ("missing.npy", "no such kernel file"),
+    ],
+)
 def test_parse_kernel_rejects_bad_text(spec, message):
     with pytest.raises(CnnlabError, match=message):
         vision.parse_kernel(spec)
@@ -276,16 +295,19 @@ def test_bad_strides_say_what_they_received(stride):
         vision.convolve(np.ones((4, 4)), np.ones((2, 2)), stride)
 
 
-@pytest.mark.parametrize(("image", "kernel", "message"), [
-    (np.ones(5), np.ones((2, 2)), "image must be a non-empty 2-D or 3-D"),
-    (np.ones((2, 2, 2, 2)), np.ones((2, 2)), "image must be"),
-    (np.ones((0, 3)), np.ones((2, 2)), "image must be"),
-    (np.ones((3, 3), dtype=complex), np.ones((2, 2)), "real numbers"),
-    (np.ones((3, 3)), np.ones((0, 2)), "kernel must be"),
-    (np.ones((3, 3)), [[1.0, np.nan]], "finite"),
-    (np.ones((3, 3, 3)), np.ones((2, 2, 2)), "one \\(kh, kw\\) slice per image channel"),
-    (np.ones((3, 3)), np.ones((4, 1)), "does not fit"),
-])
+@pytest.mark.parametrize(
+    ("image", "kernel", "message"),
+    [
+        (np.ones(5), np.ones((2, 2)), "image must be a non-empty 2-D or 3-D"),
+        (np.ones((2, 2, 2, 2)), np.ones((2, 2)), "image must be"),
+        (np.ones((0, 3)), np.ones((2, 2)), "image must be"),
+        (np.ones((3, 3), dtype=complex), np.ones((2, 2)), "real numbers"),
+        (np.ones((3, 3)), np.ones((0, 2)), "kernel must be"),
+        (np.ones((3, 3)), [[1.0, np.nan]], "finite"),
+        (np.ones((3, 3, 3)), np.ones((2, 2, 2)), "one \\(kh, kw\\) slice per image channel"),
+        (np.ones((3, 3)), np.ones((4, 1)), "does not fit"),
+    ],
+)
 def test_bad_arrays_are_refused(image, kernel, message):
     with pytest.raises(ValueError, match=message):
         vision.convolve(image, kernel)

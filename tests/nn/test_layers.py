@@ -63,12 +63,14 @@ def tf_same_reference(image, kernel, stride):
     out = np.zeros((oh, ow))
     for i in range(oh):
         for j in range(ow):
-            out[i, j] = (padded[i * sh:i * sh + kh, j * sw:j * sw + kw] * kernel).sum()
+            out[i, j] = (padded[i * sh : i * sh + kh, j * sw : j * sw + kw] * kernel).sum()
     return out
 
 
-@pytest.mark.parametrize("size, k, stride", [((8, 8), (3, 3), (2, 2)), ((7, 9), (2, 2), (2, 3)),
-                                             ((5, 6), (4, 3), (3, 2)), ((6, 6), (1, 1), (2, 2))])
+@pytest.mark.parametrize(
+    "size, k, stride",
+    [((8, 8), (3, 3), (2, 2)), ((7, 9), (2, 2), (2, 3)), ((5, 6), (4, 3), (3, 2)), ((6, 6), (1, 1), (2, 2))],
+)
 def test_same_padding_with_strides_matches_tensorflow(size, k, stride):
     rng = np.random.default_rng(1)
     image, kernel = rng.normal(size=size), rng.normal(size=k)
@@ -111,17 +113,20 @@ def test_last_softmax_is_left_to_predict_proba():
     torch.testing.assert_close(model.predict_proba(x), F.softmax(logits, dim=1))
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda: L.Conv2D(0, 3), "Received: filters=0"),
-    (lambda: L.Conv2D(8, (3, 0)), "Received: kernel_size=(3, 0)"),
-    (lambda: L.Conv2D(8, 3, strides=0), "Received: strides=0"),
-    (lambda: L.Conv2D(8, 3, padding="full"), "Received: padding='full'"),
-    (lambda: L.Conv2D(8, 3, use_bias="false"), "use_bias must be True or False. Received: use_bias='false'"),
-    (lambda: L.Dense(10, activation="softmaxx"), "Received: activation='softmaxx'"),
-    (lambda: L.Dropout(1.0), "Received: rate=1.0"),
-    (lambda: L.MaxPool2D(-1), "Received: pool_size=-1"),
-    (lambda: L.MaxPool2D(1, strides=10**12), "from 1 to 65536 or a pair of them. Received: strides=1000000000000"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: L.Conv2D(0, 3), "Received: filters=0"),
+        (lambda: L.Conv2D(8, (3, 0)), "Received: kernel_size=(3, 0)"),
+        (lambda: L.Conv2D(8, 3, strides=0), "Received: strides=0"),
+        (lambda: L.Conv2D(8, 3, padding="full"), "Received: padding='full'"),
+        (lambda: L.Conv2D(8, 3, use_bias="false"), "use_bias must be True or False. Received: use_bias='false'"),
+        (lambda: L.Dense(10, activation="softmaxx"), "Received: activation='softmaxx'"),
+        (lambda: L.Dropout(1.0), "Received: rate=1.0"),
+        (lambda: L.MaxPool2D(-1), "Received: pool_size=-1"),
+        (lambda: L.MaxPool2D(1, strides=10**12), "from 1 to 65536 or a pair of them. Received: strides=1000000000000"),
+    ],
+)
 def test_layers_say_what_they_received(make, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         make()

@@ -39,12 +39,15 @@ def test_rmsprop_divides_by_the_root_of_velocity_plus_epsilon_as_keras_does():
     torch.testing.assert_close(weight.detach(), expected, rtol=1e-6, atol=1e-9)
 
 
-@pytest.mark.parametrize("ours, torchs, options", [
-    (optimizers.Adam, torch.optim.Adam, {"lr": 0.01, "fused": True}),
-    (optimizers.AdamW, torch.optim.AdamW, {"lr": 0.01, "weight_decay": 0.1, "fused": True}),
-    (optimizers.SGD, torch.optim.SGD, {"lr": 0.1, "momentum": 0.9, "fused": True}),
-    (optimizers.SGD, torch.optim.SGD, {"lr": 0.1, "momentum": 0.9}),
-])
+@pytest.mark.parametrize(
+    "ours, torchs, options",
+    [
+        (optimizers.Adam, torch.optim.Adam, {"lr": 0.01, "fused": True}),
+        (optimizers.AdamW, torch.optim.AdamW, {"lr": 0.01, "weight_decay": 0.1, "fused": True}),
+        (optimizers.SGD, torch.optim.SGD, {"lr": 0.1, "momentum": 0.9, "fused": True}),
+        (optimizers.SGD, torch.optim.SGD, {"lr": 0.1, "momentum": 0.9}),
+    ],
+)
 def test_torch_optimizers_update_exactly_as_torch_does(ours, torchs, options):
     torch.manual_seed(0)
     mine = torch.nn.Parameter(torch.randn(3, 40))

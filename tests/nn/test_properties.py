@@ -38,13 +38,22 @@ sizes = st.one_of(small, small, small, odd_numbers)
 pairs = st.one_of(sizes, st.lists(sizes, min_size=0, max_size=3))
 paddings = st.sampled_from([*PADDINGS, "full", "", None])
 activations = st.sampled_from([*ACTIVATIONS, None, "wobble", 3])
-anything = st.one_of(sizes, st.floats(), st.text(max_size=4), st.none(), st.booleans(), st.lists(sizes, max_size=3),
-                     st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))
+anything = st.one_of(
+    sizes,
+    st.floats(),
+    st.text(max_size=4),
+    st.none(),
+    st.booleans(),
+    st.lists(sizes, max_size=3),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+)
 
 # Layers as a user might write them (mostly valid), and layers with any arguments at all.
 PLAUSIBLE = {
-    "Conv2D": ({"filters": sizes, "kernel_size": pairs}, {"strides": pairs, "padding": paddings,
-                                                         "activation": activations, "use_bias": st.booleans()}),
+    "Conv2D": (
+        {"filters": sizes, "kernel_size": pairs},
+        {"strides": pairs, "padding": paddings, "activation": activations, "use_bias": st.booleans()},
+    ),
     "MaxPool2D": ({}, {"pool_size": pairs, "strides": st.one_of(st.none(), pairs), "padding": paddings}),
     "AvgPool2D": ({}, {"pool_size": pairs, "strides": st.one_of(st.none(), pairs), "padding": paddings}),
     "Activation": ({"activation": activations}, {}),
@@ -54,33 +63,74 @@ PLAUSIBLE = {
     "BatchNormalization": ({}, {"momentum": st.floats(-0.1, 1.1), "epsilon": st.floats(-1e-3, 1e-1)}),
     "GlobalAveragePooling2D": ({}, {}),
 }
-plausible_layers = st.one_of(*[
-    st.fixed_dictionaries({"type": st.just(kind), **required}, optional=optional)
-    for kind, (required, optional) in PLAUSIBLE.items()])
+plausible_layers = st.one_of(
+    *[
+        st.fixed_dictionaries({"type": st.just(kind), **required}, optional=optional)
+        for kind, (required, optional) in PLAUSIBLE.items()
+    ]
+)
 any_layers = st.dictionaries(
-    st.sampled_from(["type", "filters", "kernel_size", "strides", "padding", "activation", "units", "rate",
-                     "pool_size", "momentum", "epsilon", "use_bias", "name", "input_shape", "bogus"]),
-    st.one_of(anything, st.sampled_from([*LAYER_TYPES, *LAYER_ALIASES, "Conv3D"])), max_size=5)
-input_shapes = st.one_of(st.tuples(small, small, st.integers(1, 3)).map(list), st.tuples(small).map(list),
-                         st.lists(sizes, max_size=4), anything)
+    st.sampled_from(
+        [
+            "type",
+            "filters",
+            "kernel_size",
+            "strides",
+            "padding",
+            "activation",
+            "units",
+            "rate",
+            "pool_size",
+            "momentum",
+            "epsilon",
+            "use_bias",
+            "name",
+            "input_shape",
+            "bogus",
+        ]
+    ),
+    st.one_of(anything, st.sampled_from([*LAYER_TYPES, *LAYER_ALIASES, "Conv3D"])),
+    max_size=5,
+)
+input_shapes = st.one_of(
+    st.tuples(small, small, st.integers(1, 3)).map(list),
+    st.tuples(small).map(list),
+    st.lists(sizes, max_size=4),
+    anything,
+)
 # Layers with valid arguments only: whether they build depends on the shapes alone.
 few, window = st.integers(1, 4), st.one_of(st.integers(1, 4), st.lists(st.integers(1, 4), min_size=2, max_size=2))
 valid_layers = st.one_of(
-    st.fixed_dictionaries({"type": st.just("Conv2D"), "filters": few, "kernel_size": window},
-                          optional={"strides": window, "padding": st.sampled_from(PADDINGS),
-                                    "activation": st.sampled_from(list(ACTIVATIONS))}),
-    st.fixed_dictionaries({"type": st.sampled_from(["MaxPool2D", "AvgPool2D", "MaxPooling2D"])},
-                          optional={"pool_size": window, "strides": window, "padding": st.sampled_from(PADDINGS)}),
+    st.fixed_dictionaries(
+        {"type": st.just("Conv2D"), "filters": few, "kernel_size": window},
+        optional={
+            "strides": window,
+            "padding": st.sampled_from(PADDINGS),
+            "activation": st.sampled_from(list(ACTIVATIONS)),
+        },
+    ),
+    st.fixed_dictionaries(
+        {"type": st.sampled_from(["MaxPool2D", "AvgPool2D", "MaxPooling2D"])},
+        optional={"pool_size": window, "strides": window, "padding": st.sampled_from(PADDINGS)},
+    ),
     st.fixed_dictionaries({"type": st.sampled_from(["Flatten", "GlobalAveragePooling2D", "BatchNormalization"])}),
-    st.fixed_dictionaries({"type": st.just("Dense"), "units": st.integers(1, 16)},
-                          optional={"activation": st.sampled_from(list(ACTIVATIONS))}),
+    st.fixed_dictionaries(
+        {"type": st.just("Dense"), "units": st.integers(1, 16)},
+        optional={"activation": st.sampled_from(list(ACTIVATIONS))},
+    ),
     st.fixed_dictionaries({"type": st.just("Dropout"), "rate": st.floats(0, 0.9)}),
 )
 specs = st.one_of(
-    st.fixed_dictionaries({"input_shape": st.tuples(small, small, st.integers(1, 3)).map(list),
-                           "layers": st.lists(valid_layers, min_size=1, max_size=6)}),
-    st.fixed_dictionaries({"layers": st.lists(st.one_of(plausible_layers, plausible_layers, any_layers), max_size=6)},
-                          optional={"input_shape": input_shapes, "name": st.one_of(st.text(max_size=8), anything)}),
+    st.fixed_dictionaries(
+        {
+            "input_shape": st.tuples(small, small, st.integers(1, 3)).map(list),
+            "layers": st.lists(valid_layers, min_size=1, max_size=6),
+        }
+    ),
+    st.fixed_dictionaries(
+        {"layers": st.lists(st.one_of(plausible_layers, plausible_layers, any_layers), max_size=6)},
+        optional={"input_shape": input_shapes, "name": st.one_of(st.text(max_size=8), anything)},
+    ),
     anything,  # not even an object with layers
 )
 
@@ -91,7 +141,9 @@ def _check_model(model) -> None:
     assert model_from_spec(spec).to_spec() == spec
     if math.prod(model.input_shape) > 50_000:  # huge inputs build fine; running them is not this test's business
         return
-    channels_first = (model.input_shape[-1], *model.input_shape[:-1]) if len(model.input_shape) == 3 else model.input_shape
+    channels_first = (
+        (model.input_shape[-1], *model.input_shape[:-1]) if len(model.input_shape) == 3 else model.input_shape
+    )
     with torch.no_grad():
         output = model.eval()(torch.rand(2, *channels_first))
     expected = model.output_shape if len(model.output_shape) == 1 else (model.output_shape[2], *model.output_shape[:2])
@@ -110,18 +162,39 @@ def test_any_json_spec_builds_or_is_refused_with_a_spec_error(spec):
     _check_model(model)
 
 
-words = st.one_of(st.integers(-2, 40).map(str), st.floats(allow_nan=True).map(str),
-                  st.sampled_from([*PADDINGS, *ACTIVATIONS, "5x3", "0x2", "strides=2", "padding=same", "rate=0.5",
-                                   "units=", "=", "x", ""]),
-                  st.text(alphabet="0123456789x=.e-", max_size=4))
-valid_tokens = st.sampled_from(["conv(4,3)", "conv(2,3,same,relu)", "conv(3,2x1,strides=2)", "maxpool(2)",
-                                "avgpool(3,same)", "relu", "softmax", "flatten", "gap", "dense(8,relu)", "dense(10)",
-                                "dropout(0.3)", "batchnorm"])
+words = st.one_of(
+    st.integers(-2, 40).map(str),
+    st.floats(allow_nan=True).map(str),
+    st.sampled_from(
+        [*PADDINGS, *ACTIVATIONS, "5x3", "0x2", "strides=2", "padding=same", "rate=0.5", "units=", "=", "x", ""]
+    ),
+    st.text(alphabet="0123456789x=.e-", max_size=4),
+)
+valid_tokens = st.sampled_from(
+    [
+        "conv(4,3)",
+        "conv(2,3,same,relu)",
+        "conv(3,2x1,strides=2)",
+        "maxpool(2)",
+        "avgpool(3,same)",
+        "relu",
+        "softmax",
+        "flatten",
+        "gap",
+        "dense(8,relu)",
+        "dense(10)",
+        "dropout(0.3)",
+        "batchnorm",
+    ]
+)
 tokens = st.one_of(
-    valid_tokens, valid_tokens,
-    st.builds(lambda keyword, arguments: f"{keyword}({','.join(arguments)})" if arguments is not None else keyword,
-              st.sampled_from([*KEYWORDS, "input", *ACTIVATIONS, "wobble"]),
-              st.one_of(st.none(), st.lists(words, max_size=4))),
+    valid_tokens,
+    valid_tokens,
+    st.builds(
+        lambda keyword, arguments: f"{keyword}({','.join(arguments)})" if arguments is not None else keyword,
+        st.sampled_from([*KEYWORDS, "input", *ACTIVATIONS, "wobble"]),
+        st.one_of(st.none(), st.lists(words, max_size=4)),
+    ),
     st.text(alphabet="abcdefgilmnoprstuvx0123456789(),=._ ", max_size=12),
 )
 lines = st.lists(tokens, max_size=6).map("-".join)
@@ -147,9 +220,16 @@ def test_any_one_line_spec_builds_or_is_refused_with_a_spec_error(text, input_sh
 # --- pictures --------------------------------------------------------------------------------------
 
 # Which file formats Pillow writes each mode to (the others would convert it or refuse).
-FORMATS = {"1": ["PNG", "BMP", "GIF"], "L": ["PNG", "JPEG", "BMP", "GIF", "WEBP"], "P": ["PNG", "BMP", "GIF"],
-           "RGB": ["PNG", "JPEG", "BMP", "GIF", "WEBP"], "RGBA": ["PNG", "WEBP", "GIF"], "LA": ["PNG"],
-           "I;16": ["PNG"], "CMYK": ["JPEG"]}
+FORMATS = {
+    "1": ["PNG", "BMP", "GIF"],
+    "L": ["PNG", "JPEG", "BMP", "GIF", "WEBP"],
+    "P": ["PNG", "BMP", "GIF"],
+    "RGB": ["PNG", "JPEG", "BMP", "GIF", "WEBP"],
+    "RGBA": ["PNG", "WEBP", "GIF"],
+    "LA": ["PNG"],
+    "I;16": ["PNG"],
+    "CMYK": ["JPEG"],
+}
 
 
 @cache
@@ -178,7 +258,7 @@ def picture_files(draw) -> bytes:
         gray = rng.integers(0, 256, (height, width), dtype=np.uint8)
     elif content == "stroke":
         top, left = rng.integers(0, height), rng.integers(0, width)
-        gray[top:top + max(1, height // 2), left:left + max(1, width // 6)] = 255 - gray[0, 0]
+        gray[top : top + max(1, height // 2), left : left + max(1, width // 6)] = 255 - gray[0, 0]
     colour = [rng.integers(0, 256, gray.shape, dtype=np.uint8) if content == "noise" else gray for _ in range(2)]
     picture = Image.fromarray(np.stack([gray, *colour], axis=-1) if draw(st.booleans()) else gray).convert(mode)
     if mode in ("RGBA", "LA"):  # some transparency: see-through paper, or see-through ink
@@ -188,10 +268,10 @@ def picture_files(draw) -> bytes:
     data = buffer.getvalue()
     damage = draw(st.sampled_from(["none", "none", "none", "truncated", "flipped", "garbage"]))
     if damage == "truncated":
-        data = data[:draw(st.integers(0, max(0, len(data) - 1)))]
+        data = data[: draw(st.integers(0, max(0, len(data) - 1)))]
     elif damage == "flipped":
         at = draw(st.integers(0, len(data) - 1))
-        data = data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1:]
+        data = data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1 :]
     elif damage == "garbage":
         data = rng.integers(0, 256, draw(st.integers(0, 64)), dtype=np.uint8).tobytes()
     return data

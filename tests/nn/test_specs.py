@@ -32,8 +32,18 @@ def test_every_registry_model_builds_and_returns_logits():
 
 
 def test_course_code_and_registry_agree():
-    written = Sequential([Input((28, 28, 1)), Conv2D(32, (3, 3)), MaxPool2D((2, 2)), Activation("relu"), Flatten(),
-                          Dense(128, activation="relu"), Dense(10, activation="softmax")], name="cnn")
+    written = Sequential(
+        [
+            Input((28, 28, 1)),
+            Conv2D(32, (3, 3)),
+            MaxPool2D((2, 2)),
+            Activation("relu"),
+            Flatten(),
+            Dense(128, activation="relu"),
+            Dense(10, activation="softmax"),
+        ],
+        name="cnn",
+    )
     assert written.to_spec() == create_model("cnn").to_spec()
 
 
@@ -48,25 +58,41 @@ def test_spec_round_trips_through_json():
 
 
 def test_one_line_spec_reads_keywords_sizes_and_options():
-    spec = parse_spec_line("input(32,32,3)-conv(16,5x3,same,relu,strides=2)-avgpool(2)-gap-dropout(0.25)-dense(10,softmax)")
+    spec = parse_spec_line(
+        "input(32,32,3)-conv(16,5x3,same,relu,strides=2)-avgpool(2)-gap-dropout(0.25)-dense(10,softmax)"
+    )
     assert spec["input_shape"] == [32, 32, 3]
-    assert spec["layers"][0] == {"type": "Conv2D", "filters": 16, "kernel_size": [5, 3], "padding": "same",
-                                 "activation": "relu", "strides": 2}
-    assert [layer["type"] for layer in spec["layers"]] == ["Conv2D", "AvgPool2D", "GlobalAveragePooling2D",
-                                                           "Dropout", "Dense"]
+    assert spec["layers"][0] == {
+        "type": "Conv2D",
+        "filters": 16,
+        "kernel_size": [5, 3],
+        "padding": "same",
+        "activation": "relu",
+        "strides": 2,
+    }
+    assert [layer["type"] for layer in spec["layers"]] == [
+        "Conv2D",
+        "AvgPool2D",
+        "GlobalAveragePooling2D",
+        "Dropout",
+        "Dense",
+    ]
     assert parse_model("input(32,32,3)-conv(16,5x3,same,relu,strides=2)-avgpool(2)-gap-dense(10)").output_shape == (10,)
     assert parse_spec_line("input(8,8,1)-conv(4,3,use_bias=false)")["layers"][0]["use_bias"] is False
 
 
-@pytest.mark.parametrize("text, message", [
-    ("input(28,28,1)-conv(32,3)-wobble-dense(10)", "unknown layer 'wobble'"),
-    ("input(28,28,1)-conv(32,3,3,3,3)", "too many numbers"),
-    ("input(4,4,1)-conv(8,5)-flatten-dense(10)", "layer 0 \\(Conv2D\\).*does not fit"),
-    ("input(28,28,1)-conv(32,3)-dense(10)", "layer 1 \\(Dense\\).*add Flatten"),
-    ("conv(8,3)-flatten-dense(10)", "no input shape"),
-    ("input(28,28,1)-conv(8,3,bogus)-flatten-dense(10)", "Received: activation='bogus'"),
-    ("nonsense", "unknown model 'nonsense'"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("input(28,28,1)-conv(32,3)-wobble-dense(10)", "unknown layer 'wobble'"),
+        ("input(28,28,1)-conv(32,3,3,3,3)", "too many numbers"),
+        ("input(4,4,1)-conv(8,5)-flatten-dense(10)", "layer 0 \\(Conv2D\\).*does not fit"),
+        ("input(28,28,1)-conv(32,3)-dense(10)", "layer 1 \\(Dense\\).*add Flatten"),
+        ("conv(8,3)-flatten-dense(10)", "no input shape"),
+        ("input(28,28,1)-conv(8,3,bogus)-flatten-dense(10)", "Received: activation='bogus'"),
+        ("nonsense", "unknown model 'nonsense'"),
+    ],
+)
 def test_bad_specs_name_the_problem(text, message):
     with pytest.raises(SpecError, match=message):
         parse_model(text)

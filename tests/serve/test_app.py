@@ -106,7 +106,7 @@ def test_predict_with_feature_maps(client):
     assert (conv["layer"], conv["shape"], len(conv["tiles"])) == ("conv2d", [26, 26, 32], 3)
     prefix = "data:image/png;base64,"
     assert all(tile.startswith(prefix) for tile in conv["tiles"])
-    with Image.open(io.BytesIO(base64.b64decode(conv["tiles"][0][len(prefix):]))) as tile:
+    with Image.open(io.BytesIO(base64.b64decode(conv["tiles"][0][len(prefix) :]))) as tile:
         assert tile.size == (26, 26) and tile.mode == "L"
 
 
@@ -118,16 +118,19 @@ def test_predict_json_pixels(client, scale):
     assert response.json()["label"] == 0
 
 
-@pytest.mark.parametrize("body, status, message", [
-    ({"files": {"image": ("notes.png", b"just text", "image/png")}}, 400, "notes.png: not an image"),
-    ({"files": {"picture": ("a.png", b"x", "image/png")}}, 400, "no file field 'image'"),
-    ({"json": {"pixels": [[0, 1], [1]]}}, 400, "same length"),
-    ({"json": {"pixels": [[0, 300], [1, 2]]}}, 400, "from 0 to 255"),
-    ({"json": {"pixel": []}}, 400, "pixels: Field required"),
-    ({"content": b"{not json", "headers": {"content-type": "application/json"}}, 400, "JSON body"),
-    ({"content": b"hello", "headers": {"content-type": "text/plain"}}, 415, "multipart/form-data"),
-    ({"json": {"pixels": [[0] * 28] * 28}}, 422, "blank image"),
-])
+@pytest.mark.parametrize(
+    "body, status, message",
+    [
+        ({"files": {"image": ("notes.png", b"just text", "image/png")}}, 400, "notes.png: not an image"),
+        ({"files": {"picture": ("a.png", b"x", "image/png")}}, 400, "no file field 'image'"),
+        ({"json": {"pixels": [[0, 1], [1]]}}, 400, "same length"),
+        ({"json": {"pixels": [[0, 300], [1, 2]]}}, 400, "from 0 to 255"),
+        ({"json": {"pixel": []}}, 400, "pixels: Field required"),
+        ({"content": b"{not json", "headers": {"content-type": "application/json"}}, 400, "JSON body"),
+        ({"content": b"hello", "headers": {"content-type": "text/plain"}}, 415, "multipart/form-data"),
+        ({"json": {"pixels": [[0] * 28] * 28}}, 422, "blank image"),
+    ],
+)
 def test_bad_requests_get_a_status_and_a_message(client, body, status, message):
     response = client.post("/api/predict", **body)
     assert response.status_code == status and message in response.json()["detail"]

@@ -32,8 +32,10 @@ def pytorch_answers(model, images: torch.Tensor):
 
 
 def max_difference(model, path, images: torch.Tensor) -> float:
-    return max(float(np.abs(got - want).max())
-               for got, want in zip(run_onnx(path, images.numpy()), pytorch_answers(model, images)))
+    return max(
+        float(np.abs(got - want).max())
+        for got, want in zip(run_onnx(path, images.numpy()), pytorch_answers(model, images))
+    )
 
 
 @pytest.mark.parametrize("batch", [1, 5, 64])

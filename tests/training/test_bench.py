@@ -78,7 +78,7 @@ def test_fit_takes_the_same_steps_as_a_plain_loop():
     for epoch in range(2):
         order = epoch_order(0, epoch, len(x))
         for start in range(0, len(x), 128):
-            index = order[start:start + 128]
+            index = order[start : start + 128]
             plain.zero_grad()
             logits = x[index]
             for layer in plain.layers:  # layer by layer: torch's operators, none of cnnlab's compiled kernels
@@ -116,7 +116,8 @@ def test_bench_prints_and_writes_its_figures(run_cli, tmp_path):
     assert engine["seconds_per_epoch"] > 0 and engine["peak_rss_mb"] > 0
     assert engine["samples_per_s"] == pytest.approx(210 / engine["seconds"], rel=0.02)
     assert engine["floor_ratio"] == pytest.approx(
-        engine["seconds_per_epoch"] / figures["floor_seconds_per_epoch"], rel=0.02)
+        engine["seconds_per_epoch"] / figures["floor_seconds_per_epoch"], rel=0.02
+    )
     assert "textbook" not in figures
     lines = result.out.splitlines()
     assert lines[0].startswith("course fit: cnn, 1 epoch of 210 samples")
@@ -135,17 +136,27 @@ def test_bench_compares_with_the_textbook_loop(run_cli, tmp_path):
     assert "textbook loop" in result.out and "textbook loop / cnnlab engine:" in result.out
 
 
-@pytest.mark.parametrize("script, arguments, line", [
-    ("course_fit.py", ["--limit", "600", "--epochs", "1"],
-     r"cnnlab engine: fit \d+\.\d\d s for 1 epoch of 420 samples, val_accuracy (0\.\d{4}), peak RSS \d+ MB"),
-    ("course_fit.py", ["--loop", "textbook", "--limit", "600", "--epochs", "1"],
-     r"textbook loop: fit \d+\.\d\d s for 1 epoch of 420 samples, val_accuracy (0\.\d{4}), peak RSS \d+ MB"),
-    ("public_mnist_recipe.py", ["--limit", "4096"], r"public recipe: fit \d+\.\d\d s, test accuracy (0\.\d{4})"),
-])
+@pytest.mark.parametrize(
+    "script, arguments, line",
+    [
+        (
+            "course_fit.py",
+            ["--limit", "600", "--epochs", "1"],
+            r"cnnlab engine: fit \d+\.\d\d s for 1 epoch of 420 samples, val_accuracy (0\.\d{4}), peak RSS \d+ MB",
+        ),
+        (
+            "course_fit.py",
+            ["--loop", "textbook", "--limit", "600", "--epochs", "1"],
+            r"textbook loop: fit \d+\.\d\d s for 1 epoch of 420 samples, val_accuracy (0\.\d{4}), peak RSS \d+ MB",
+        ),
+        ("public_mnist_recipe.py", ["--limit", "4096"], r"public recipe: fit \d+\.\d\d s, test accuracy (0\.\d{4})"),
+    ],
+)
 def test_benchmark_scripts_train_and_print_their_figures(script, arguments, line):
     """The whole-process yardsticks of benchmarks/README.md run, learn (chance is 0.1) and print one line."""
-    done = subprocess.run([sys.executable, str(BENCHMARKS / script), *arguments], capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), *arguments], capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr
     match = re.fullmatch(line, done.stdout.strip())
     assert match, done.stdout

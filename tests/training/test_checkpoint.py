@@ -65,14 +65,23 @@ def test_interrupted_then_resumed_fit_ends_with_the_same_weights(tmp_path, digit
 
     interrupted, optimizer = _start(model_name)
     with pytest.raises(TrainingInterrupted) as stop:
-        fit(interrupted, train_data, validation, config, run=tmp_path, optimizer=optimizer,
-            callbacks=[Checkpoint(tmp_path), StopAfterSteps(stop_after)], verbose=False)
+        fit(
+            interrupted,
+            train_data,
+            validation,
+            config,
+            run=tmp_path,
+            optimizer=optimizer,
+            callbacks=[Checkpoint(tmp_path), StopAfterSteps(stop_after)],
+            verbose=False,
+        )
     assert (stop.value.epoch, stop.value.step) == divmod(stop_after, 10)
 
     resumed, optimizer = _start(model_name, seed=99)  # other initial weights and random state: all must be restored
     progress = load_checkpoint(tmp_path, resumed, optimizer)
-    history = fit(resumed, train_data, validation, config, run=tmp_path, progress=progress, optimizer=optimizer,
-                  verbose=False)
+    history = fit(
+        resumed, train_data, validation, config, run=tmp_path, progress=progress, optimizer=optimizer, verbose=False
+    )
 
     assert _without_seconds(history) == _without_seconds(expected)
     for (name, weight), (_, reference) in zip(resumed.state_dict().items(), model.state_dict().items()):
@@ -86,8 +95,15 @@ def test_the_random_state_matters_for_dropout(tmp_path, digits):
     fit(model, *digits, config, optimizer=optimizer, verbose=False)
     interrupted, optimizer = _start("cnn-dropout")
     with pytest.raises(TrainingInterrupted):
-        fit(interrupted, *digits, config, run=tmp_path, optimizer=optimizer,
-            callbacks=[Checkpoint(tmp_path), StopAfterSteps(4)], verbose=False)
+        fit(
+            interrupted,
+            *digits,
+            config,
+            run=tmp_path,
+            optimizer=optimizer,
+            callbacks=[Checkpoint(tmp_path), StopAfterSteps(4)],
+            verbose=False,
+        )
     resumed, optimizer = _start("cnn-dropout")
     progress = load_checkpoint(tmp_path, resumed, optimizer)
     torch.manual_seed(1234)  # forget the restored generator state
@@ -98,8 +114,9 @@ def test_the_random_state_matters_for_dropout(tmp_path, digits):
 def test_same_seed_same_history_other_seed_other_history(digits):
     def history(seed: int) -> list[dict]:
         model, optimizer = _start("cnn-dropout", seed)
-        return _without_seconds(fit(model, *digits, FitConfig(epochs=1, batch_size=32, seed=seed),
-                                    optimizer=optimizer, verbose=False))
+        return _without_seconds(
+            fit(model, *digits, FitConfig(epochs=1, batch_size=32, seed=seed), optimizer=optimizer, verbose=False)
+        )
 
     first = history(3)
     assert history(3) == first
@@ -120,8 +137,12 @@ def uninterrupted(tmp_path_factory) -> bytes:
 
 @pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_saves_and_resume_ends_byte_identical(tmp_path, run_cli, uninterrupted, signal_number):
-    child = subprocess.Popen([sys.executable, "-m", "cnnlab", "train", *TRAIN_ARGS, "--name", "cut",
-                              "--runs-dir", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "cnnlab", "train", *TRAIN_ARGS, "--name", "cut", "--runs-dir", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     for line in child.stdout:  # wait for the first epoch to end: the signal lands in epoch 2 or 3
         if line.startswith("epoch 1/3"):
             child.send_signal(signal_number)
@@ -208,16 +229,20 @@ def test_sigkill_at_a_random_moment_leaves_a_whole_checkpoint(tmp_path):
 
 # --- refusals ---------------------------------------------------------------------------------------
 
+
 def _saved(run: Path) -> None:
     model = create_model("cnn")
     save_checkpoint(run, model, make_optimizer(model, TrainConfig()), Progress(epoch=1))
 
 
-@pytest.mark.parametrize("damage, message", [
-    (lambda data: data[:len(data) // 2], "not a readable cnnlab checkpoint"),
-    (lambda data: b"\x80\x04\x95" + data, "not a readable cnnlab checkpoint"),  # a pickle's opening bytes
-    (lambda data: b"", "not a readable cnnlab checkpoint"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda data: data[: len(data) // 2], "not a readable cnnlab checkpoint"),
+        (lambda data: b"\x80\x04\x95" + data, "not a readable cnnlab checkpoint"),  # a pickle's opening bytes
+        (lambda data: b"", "not a readable cnnlab checkpoint"),
+    ],
+)
 def test_a_damaged_checkpoint_is_refused_whole(tmp_path, damage, message):
     _saved(tmp_path)
     (tmp_path / FILE).write_bytes(damage((tmp_path / FILE).read_bytes()))

@@ -45,8 +45,7 @@ def test_float32_steps_on_the_gpu_match_the_cpu(monkeypatch):
     images = torch.randint(0, 256, (512, 28, 28, 1), dtype=torch.uint8)
     labels = torch.randint(0, 10, (512,))
     for model, device in ((on_cpu, "cpu"), (on_gpu, "cuda")):  # SGD: an update linear in the gradient
-        config = FitConfig(epochs=1, batch_size=128, optimizer="sgd", lr=0.05,
-                             precision="float32", device=device)
+        config = FitConfig(epochs=1, batch_size=128, optimizer="sgd", lr=0.05, precision="float32", device=device)
         fit(model, (images, labels), config=config, verbose=False)
     assert next(on_gpu.parameters()).device.type == "cuda"
     for (name, expected), actual in zip(on_cpu.named_parameters(), on_gpu.parameters()):

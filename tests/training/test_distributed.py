@@ -42,8 +42,13 @@ WORKER = textwrap.dedent("""
 
 
 def _torchrun(*args: str, **popen) -> subprocess.Popen:
-    return subprocess.Popen([*TORCHRUN, "--standalone", "--nproc-per-node", "2", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **popen)
+    return subprocess.Popen(
+        [*TORCHRUN, "--standalone", "--nproc-per-node", "2", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **popen,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +56,9 @@ def two_processes(tmp_path_factory) -> Path:
     """One two-process run of ``cnnlab train`` under torchrun; returns the folder with its output."""
     out = tmp_path_factory.mktemp("ddp")
     (out / "worker.py").write_text(WORKER)
-    child = _torchrun(str(out / "worker.py"), str(out), "train", *TRAIN_ARGS, "--name", "whole",
-                      "--runs-dir", str(out / "runs"))
+    child = _torchrun(
+        str(out / "worker.py"), str(out), "train", *TRAIN_ARGS, "--name", "whole", "--runs-dir", str(out / "runs")
+    )
     stdout, stderr = child.communicate(timeout=300)
     assert child.returncode == 0, stderr
     (out / "stdout.txt").write_text(stdout)
@@ -78,8 +84,9 @@ def test_process_zero_alone_prints_and_writes(two_processes):
 
 
 def test_two_processes_learn_as_well_as_one(two_processes, tmp_path):
-    single = train(TrainConfig(limit=6000, epochs=2, batch_size=64, device="cpu", runs_dir=str(tmp_path)),
-                   verbose=False)
+    single = train(
+        TrainConfig(limit=6000, epochs=2, batch_size=64, device="cpu", runs_dir=str(tmp_path)), verbose=False
+    )
     double = json.loads((two_processes / "runs" / "whole" / "metrics.json").read_text())["test_accuracy"]
     assert single.test["accuracy"] > 0.85
     # the same optimizer steps on the same batches, split in two: only float rounding differs
@@ -88,8 +95,9 @@ def test_two_processes_learn_as_well_as_one(two_processes, tmp_path):
 
 def test_ctrl_c_saves_and_both_processes_resume_to_the_same_weights(two_processes, tmp_path):
     run = tmp_path / "cut"
-    child = _torchrun("-m", "cnnlab", "train", *TRAIN_ARGS, "--name", "cut", "--runs-dir", str(tmp_path),
-                      start_new_session=True)
+    child = _torchrun(
+        "-m", "cnnlab", "train", *TRAIN_ARGS, "--name", "cut", "--runs-dir", str(tmp_path), start_new_session=True
+    )
     for line in child.stdout:
         if line.startswith("epoch 1/2"):
             os.killpg(child.pid, signal.SIGINT)  # Ctrl-C in a terminal reaches torchrun and every worker
@@ -102,7 +110,9 @@ def test_ctrl_c_saves_and_both_processes_resume_to_the_same_weights(two_processe
     resumed = _torchrun("-m", "cnnlab", "train", "--resume", str(run), "--device", "cpu")
     _, stderr = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, stderr
-    assert (run / "model.safetensors").read_bytes() == (two_processes / "runs" / "whole" / "model.safetensors").read_bytes()
+    assert (run / "model.safetensors").read_bytes() == (
+        two_processes / "runs" / "whole" / "model.safetensors"
+    ).read_bytes()
 
 
 def test_resuming_in_one_process_is_refused(two_processes, run_cli):

@@ -31,8 +31,9 @@ def test_recipes_json_holds_the_measured_figures(run_cli):
         if entry["measured"] is not None:
             measured = entry["measured"]
             assert len(measured["accuracies"]) == len(measured["seconds"]) >= 1
-            assert measured["mean_accuracy"] == pytest.approx(sum(measured["accuracies"]) / len(measured["accuracies"]),
-                                                              abs=1e-4)
+            assert measured["mean_accuracy"] == pytest.approx(
+                sum(measured["accuracies"]) / len(measured["accuracies"]), abs=1e-4
+            )
 
 
 @pytest.mark.parametrize("name", list(RECIPES))
@@ -70,15 +71,34 @@ def test_each_recipe_trains_a_step_and_writes_its_run(name, tmp_path):
 
 
 def test_train_cli_takes_the_recipe_and_the_options_given(run_cli, tmp_path):
-    result = run_cli("train", "--recipe", "mnist-fast", "--limit", "512", "--seed", "3", "--runs-dir", tmp_path,
-                     "--name", "fast", "--quiet")
+    result = run_cli(
+        "train",
+        "--recipe",
+        "mnist-fast",
+        "--limit",
+        "512",
+        "--seed",
+        "3",
+        "--runs-dir",
+        tmp_path,
+        "--name",
+        "fast",
+        "--quiet",
+    )
     assert result.code == 0, result.err
     saved = json.loads((tmp_path / "fast" / "config.json").read_text())
     settings = RECIPES["mnist-fast"].settings
-    assert (saved["recipe"], saved["seed"], saved["limit"], saved["model"]) == ("mnist-fast", 3, 512,
-                                                                               RECIPES["mnist-fast"].model)
-    assert (saved["epochs"], saved["lr"], saved["validation_split"]) == (settings["epochs"], settings["lr"],
-                                                                         settings["validation_split"])
+    assert (saved["recipe"], saved["seed"], saved["limit"], saved["model"]) == (
+        "mnist-fast",
+        3,
+        512,
+        RECIPES["mnist-fast"].model,
+    )
+    assert (saved["epochs"], saved["lr"], saved["validation_split"]) == (
+        settings["epochs"],
+        settings["lr"],
+        settings["validation_split"],
+    )
 
 
 @pytest.mark.slow

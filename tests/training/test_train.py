@@ -26,8 +26,15 @@ def test_validation_split_is_the_last_fraction_before_shuffling():
 def test_short_run_writes_a_complete_run_folder(tmp_path):
     result = train(TrainConfig(limit=3000, epochs=2, name="short", runs_dir=str(tmp_path)), verbose=False)
     run = tmp_path / "short"
-    for name in ("config.json", "history.csv", "history.json", "model.json", "model.safetensors", "curves.png",
-                 "metrics.json"):
+    for name in (
+        "config.json",
+        "history.csv",
+        "history.json",
+        "model.json",
+        "model.safetensors",
+        "curves.png",
+        "metrics.json",
+    ):
         assert (run / name).stat().st_size > 0, name
     history = json.loads((run / "history.json").read_text())
     assert [row["epoch"] for row in history] == [1, 2]
@@ -46,8 +53,11 @@ def test_train_cli_prints_one_line_per_epoch_then_the_test_accuracy(run_cli, tmp
     assert result.code == 0, result.err
     lines = result.out.splitlines()
     assert [line.split()[:2] for line in lines[:2]] == [["epoch", "1/2"], ["epoch", "2/2"]]
-    assert re.fullmatch(r"epoch 1/2  loss \d\.\d{4}  accuracy \d\.\d{4}  val_loss \d\.\d{4}  "
-                        r"val_accuracy \d\.\d{4}  \d+\.\ds", lines[0])
+    assert re.fullmatch(
+        r"epoch 1/2  loss \d\.\d{4}  accuracy \d\.\d{4}  val_loss \d\.\d{4}  "
+        r"val_accuracy \d\.\d{4}  \d+\.\ds",
+        lines[0],
+    )
     assert lines[2] == f"run: {tmp_path / 'cli'}"
     assert re.fullmatch(r"test accuracy: 0\.\d{4}", lines[3]) and len(lines) == 4
     evaluated = run_cli("evaluate", tmp_path / "cli")
@@ -60,17 +70,22 @@ def test_existing_run_folder_is_refused_and_left_alone(run_cli, tmp_path):
     (tmp_path / "taken" / "notes.txt").write_text("keep me")
     result = run_cli("train", "--limit", "200", "--epochs", "1", "--name", "taken", "--runs-dir", tmp_path)
     assert result.code == 1 and result.out == ""
-    assert result.err == f"cnnlab: error: {tmp_path / 'taken'}: this run folder already exists; choose another " \
-                         f"--name, or --resume {tmp_path / 'taken'}\n"
+    assert (
+        result.err == f"cnnlab: error: {tmp_path / 'taken'}: this run folder already exists; choose another "
+        f"--name, or --resume {tmp_path / 'taken'}\n"
+    )
     assert [p.name for p in (tmp_path / "taken").iterdir()] == ["notes.txt"]
 
 
-@pytest.mark.parametrize("option, value, message", [
-    ("--epochs", "0", "--epochs must be at least 1. Received: 0"),
-    ("--batch-size", "0", "--batch-size must be at least 1. Received: 0"),
-    ("--validation-split", "1", "--validation-split must be in [0, 1). Received: 1.0"),
-    ("--model", "resnet9000", "unknown model 'resnet9000'"),
-])
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("--epochs", "0", "--epochs must be at least 1. Received: 0"),
+        ("--batch-size", "0", "--batch-size must be at least 1. Received: 0"),
+        ("--validation-split", "1", "--validation-split must be in [0, 1). Received: 1.0"),
+        ("--model", "resnet9000", "unknown model 'resnet9000'"),
+    ],
+)
 def test_out_of_range_options_are_one_line(run_cli, tmp_path, option, value, message):
     result = run_cli("train", option, value, "--runs-dir", tmp_path)
     assert result.code == 1 and len(result.err.splitlines()) == 1 and message in result.err
@@ -88,22 +103,28 @@ def test_cuda_without_a_gpu_is_one_line(run_cli, tmp_path, monkeypatch):
 def test_unknown_option_is_a_usage_error(run_cli):
     result = run_cli("train", "--epoch", "3")
     assert result.code == 2 and len(result.err.splitlines()) == 1
-    assert result.err == ("cnnlab train: error: No such option '--epoch'. Did you mean '--epochs'? "
-                          "(see 'cnnlab train --help')\n")
+    assert result.err == (
+        "cnnlab train: error: No such option '--epoch'. Did you mean '--epochs'? (see 'cnnlab train --help')\n"
+    )
 
 
 def test_summary_cli_gives_keras_totals(run_cli):
     result = run_cli("summary", "cnn")
     assert result.code == 0
-    assert result.out.splitlines()[-4:] == ["Total params: 693,962", "Trainable params: 693,962",
-                                            "Non-trainable params: 0", "Multiply-adds per sample: 888,192"]
+    assert result.out.splitlines()[-4:] == [
+        "Total params: 693,962",
+        "Trainable params: 693,962",
+        "Non-trainable params: 0",
+        "Multiply-adds per sample: 888,192",
+    ]
     as_json = json.loads(run_cli("summary", "mlp", "--json").out)
     assert as_json["total_params"] == 570_602 and as_json["layers"][0]["output_shape"] == [784]
 
 
 def test_reproduce_prints_and_writes_the_table(run_cli, tmp_path):
-    result = run_cli("reproduce", "--models", "cnn,mlp", "--epochs", "1", "--limit", "1500", "--out-dir", tmp_path,
-                     "--quiet")
+    result = run_cli(
+        "reproduce", "--models", "cnn,mlp", "--epochs", "1", "--limit", "1500", "--out-dir", tmp_path, "--quiet"
+    )
     assert result.code == 0, result.err
     lines = result.out.splitlines()
     assert lines[0] == "| experiment | epochs | course accuracy | cnnlab accuracy | parameters | seconds |"
@@ -121,8 +142,10 @@ def test_mixed_bfloat16_trains_in_bfloat16_and_is_recorded(tmp_path):
         assert create_model("cnn")(torch.rand(2, 1, 28, 28)).dtype == torch.bfloat16
     with autocast(torch.device("cpu"), "auto"):  # auto: float32 on a CPU
         assert create_model("cnn")(torch.rand(2, 1, 28, 28)).dtype == torch.float32
-    result = train(TrainConfig(limit=2000, epochs=2, precision="mixed_bfloat16", name="mixed", runs_dir=str(tmp_path)),
-                   verbose=False)
+    result = train(
+        TrainConfig(limit=2000, epochs=2, precision="mixed_bfloat16", name="mixed", runs_dir=str(tmp_path)),
+        verbose=False,
+    )
     assert json.loads((tmp_path / "mixed" / "config.json").read_text())["precision"] == "mixed_bfloat16"
     assert result.history[1]["loss"] < result.history[0]["loss"] and result.test["accuracy"] > 0.8
     assert all(parameter.dtype == torch.float32 for parameter in result.model.parameters())
@@ -132,12 +155,14 @@ def test_the_console_script_keeps_exit_codes_and_output(tmp_path):
     """``cnnlab`` leaves through os._exit: what it printed must still arrive, with the right exit code."""
     summary = subprocess.run([sys.executable, "-m", "cnnlab", "summary", "cnn"], capture_output=True, text=True)
     assert summary.returncode == 0 and summary.stdout.rstrip().endswith("Multiply-adds per sample: 888,192")
-    refused = subprocess.run([sys.executable, "-m", "cnnlab", "train", "--epochs", "0"], capture_output=True, text=True,
-                             cwd=tmp_path)
+    refused = subprocess.run(
+        [sys.executable, "-m", "cnnlab", "train", "--epochs", "0"], capture_output=True, text=True, cwd=tmp_path
+    )
     assert refused.returncode == 1 and refused.stdout == ""
     assert refused.stderr == "cnnlab: error: --epochs must be at least 1. Received: 0\n"
-    usage = subprocess.run([sys.executable, "-m", "cnnlab", "train", "--precision", "half"], capture_output=True,
-                           text=True, cwd=tmp_path)
+    usage = subprocess.run(
+        [sys.executable, "-m", "cnnlab", "train", "--precision", "half"], capture_output=True, text=True, cwd=tmp_path
+    )
     assert usage.returncode == 2 and "--precision" in usage.stderr and usage.stderr.count("\n") == 1
 
 

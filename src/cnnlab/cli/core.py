@@ -12,12 +12,16 @@ import click
 from cnnlab.cli.data import data_dir_option, dataset_options, load_dataset_from_options
 from cnnlab.errors import CnnlabError
 
-MODEL_HELP = ("a registry model (mlp, cnn, cnn2, cnn-dropout, cnn-deep, cifar-cnn), a JSON spec file, or a "
-              "one-line spec such as 'conv(32,3)-maxpool(2)-relu-flatten-dense(128,relu)-dense(10,softmax)'")
+MODEL_HELP = (
+    "a registry model (mlp, cnn, cnn2, cnn-dropout, cnn-deep, cifar-cnn), a JSON spec file, or a "
+    "one-line spec such as 'conv(32,3)-maxpool(2)-relu-flatten-dense(128,relu)-dense(10,softmax)'"
+)
 
 
-@click.command(help="Layers, output shapes and parameter counts of MODEL, as Keras's model.summary() prints "
-               f"them, plus multiply-adds per sample. MODEL is {MODEL_HELP}.")
+@click.command(
+    help="Layers, output shapes and parameter counts of MODEL, as Keras's model.summary() prints "
+    f"them, plus multiply-adds per sample. MODEL is {MODEL_HELP}."
+)
 @click.argument("model")
 @click.option("--input-shape", metavar="H,W,C", help="Input shape, e.g. 28,28,1 (default: the model's own).")
 @click.option("--json", "as_json", is_flag=True, help="Print the rows and totals as JSON.")
@@ -41,27 +45,57 @@ def _model_names() -> str:
 @dataset_options
 @click.option("--epochs", type=int, default=2, show_default=True)
 @click.option("--batch-size", type=int, default=128, show_default=True)
-@click.option("--optimizer", type=click.Choice(["rmsprop", "adam", "adamw", "sgd"]), default="rmsprop",
-              show_default=True, help="With Keras's defaults (RMSprop: lr 0.001, rho 0.9, epsilon 1e-7).")
+@click.option(
+    "--optimizer",
+    type=click.Choice(["rmsprop", "adam", "adamw", "sgd"]),
+    default="rmsprop",
+    show_default=True,
+    help="With Keras's defaults (RMSprop: lr 0.001, rho 0.9, epsilon 1e-7).",
+)
 @click.option("--lr", type=float, help="Learning rate (default: the optimizer's Keras default).")
-@click.option("--validation-split", type=float, default=0.3, show_default=True,
-              help="Keras's rule: the LAST fraction of the training set, taken before shuffling, validates.")
+@click.option(
+    "--validation-split",
+    type=float,
+    default=0.3,
+    show_default=True,
+    help="Keras's rule: the LAST fraction of the training set, taken before shuffling, validates.",
+)
 @click.option("--schedule", type=click.Choice(["constant", "onecycle"]), default="constant", show_default=True)
-@click.option("--augment", metavar="POLICY", help="Random shifts and flips of the training images: shift:N "
-              "(up to N pixels each way), flip (left-right), or both, e.g. shift:2,flip.")
-@click.option("--recipe", help="Start from a recipe's model and settings (see `cnnlab recipes`); the options "
-              "given here override them.")
+@click.option(
+    "--augment",
+    metavar="POLICY",
+    help="Random shifts and flips of the training images: shift:N "
+    "(up to N pixels each way), flip (left-right), or both, e.g. shift:2,flip.",
+)
+@click.option(
+    "--recipe",
+    help="Start from a recipe's model and settings (see `cnnlab recipes`); the options given here override them.",
+)
 @click.option("--limit", type=int, help="Train on the first N training images only (quick experiments).")
-@click.option("--seed", type=int, default=0, show_default=True,
-              help="One seed for Python, NumPy, torch and the shuffling: same seed, same history.")
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="One seed for Python, NumPy, torch and the shuffling: same seed, same history.",
+)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--precision", type=click.Choice(["auto", "float32", "mixed_bfloat16"]), default="auto",
-              show_default=True, help="mixed_bfloat16: matrix products in bfloat16, weights in float32 (Keras's "
-              "policy of that name); faster on GPUs and on CPUs with AVX512-BF16 or AMX. auto: mixed on a GPU only.")
+@click.option(
+    "--precision",
+    type=click.Choice(["auto", "float32", "mixed_bfloat16"]),
+    default="auto",
+    show_default=True,
+    help="mixed_bfloat16: matrix products in bfloat16, weights in float32 (Keras's "
+    "policy of that name); faster on GPUs and on CPUs with AVX512-BF16 or AMX. auto: mixed on a GPU only.",
+)
 @click.option("--name", help="Run folder name under --runs-dir (default: MODEL-DATASET-TIME).")
 @click.option("--runs-dir", default="runs", show_default=True, type=click.Path(file_okay=False))
-@click.option("--resume", type=click.Path(file_okay=False), metavar="RUN",
-              help="Carry on an interrupted run from its last checkpoint (with --epochs: train longer).")
+@click.option(
+    "--resume",
+    type=click.Path(file_okay=False),
+    metavar="RUN",
+    help="Carry on an interrupted run from its last checkpoint (with --epochs: train longer).",
+)
 @click.option("--quiet", is_flag=True, help="Print only the last line.")
 def train(**options) -> None:
     """Train a model and save the run: config, history, curves, model and test metrics.
@@ -90,8 +124,14 @@ def _train(options: dict, curves) -> None:
         from cnnlab.training.recipes import recipe_config
 
         context = click.get_current_context()
-        config = recipe_config(recipe, **{key: value for key, value in options.items()
-                                          if context.get_parameter_source(key) is not ParameterSource.DEFAULT})
+        config = recipe_config(
+            recipe,
+            **{
+                key: value
+                for key, value in options.items()
+                if context.get_parameter_source(key) is not ParameterSource.DEFAULT
+            },
+        )
     else:
         config = TrainConfig(**options)
     try:
@@ -99,8 +139,9 @@ def _train(options: dict, curves) -> None:
     except TrainingInterrupted as stop:
         where = f"; resume with: {launch_command()} train --resume {stop.run}" if stop.run else ""
         if is_main():
-            click.echo(f"cnnlab: interrupted at epoch {stop.epoch + 1}, step {stop.step}: checkpoint saved{where}",
-                       err=True)
+            click.echo(
+                f"cnnlab: interrupted at epoch {stop.epoch + 1}, step {stop.step}: checkpoint saved{where}", err=True
+            )
         raise SystemExit(130) from None
     if not is_main():  # under torchrun, process 0 reports for all
         return
@@ -113,8 +154,13 @@ def _train(options: dict, curves) -> None:
 @click.argument("run", type=click.Path(file_okay=False))
 @click.option("--dataset", help="Evaluate on this dataset's test set (default: the one the run trained on).")
 @data_dir_option
-@click.option("--report", "with_report", is_flag=True, help="Also report the confusion matrix, per-class precision, "
-              "recall and F1, the most-confused pairs and the worst mistakes (text, JSON and PNG files).")
+@click.option(
+    "--report",
+    "with_report",
+    is_flag=True,
+    help="Also report the confusion matrix, per-class precision, "
+    "recall and F1, the most-confused pairs and the worst mistakes (text, JSON and PNG files).",
+)
 @click.option("--out", type=click.Path(file_okay=False), help="Folder for --report's files (default: RUN/report).")
 def evaluate(run: str, dataset: str | None, data_dir: Path | None, with_report: bool, out: str | None) -> None:
     """Test loss, accuracy and per-class accuracy of a trained RUN."""
@@ -125,11 +171,16 @@ def evaluate(run: str, dataset: str | None, data_dir: Path | None, with_report: 
 
     model = load(run)
     config = _run_config(Path(run))
-    data = load_dataset_from_options(dataset or config.get("dataset", "mnist"), data_dir or config.get("data_dir"),
-                                     config.get("image_size", 28), config.get("channels", 1))
+    data = load_dataset_from_options(
+        dataset or config.get("dataset", "mnist"),
+        data_dir or config.get("data_dir"),
+        config.get("image_size", 28),
+        config.get("channels", 1),
+    )
     if tuple(data.x_test.shape[1:]) != tuple(model.input_shape):
-        raise CnnlabError(f"{run}: the model takes {tuple(model.input_shape)} images, {data.name} has "
-                          f"{tuple(data.x_test.shape[1:])}")
+        raise CnnlabError(
+            f"{run}: the model takes {tuple(model.input_shape)} images, {data.name} has {tuple(data.x_test.shape[1:])}"
+        )
     import torch
 
     logits = predict_logits(model, torch.as_tensor(data.x_test))  # (N, classes): once, for metrics and report
@@ -159,12 +210,17 @@ def _run_config(run: Path) -> dict:
 
 
 @click.command()
-@click.option("--models", default="mlp,cnn,cnn2,cnn-dropout,cnn-deep", show_default=True,
-              help="Comma-separated registry models to run.")
+@click.option(
+    "--models",
+    default="mlp,cnn,cnn2,cnn-dropout,cnn-deep",
+    show_default=True,
+    help="Comma-separated registry models to run.",
+)
 @click.option("--epochs", type=click.IntRange(min=1), help="Override the course's epochs (default: the course's).")
 @click.option("--limit", type=click.IntRange(min=2), help="Train on the first N images only (a quick look).")
-@click.option("--out-dir", type=click.Path(file_okay=False), help="Where runs and the table go "
-              "(default: runs/reproduce-TIME).")
+@click.option(
+    "--out-dir", type=click.Path(file_okay=False), help="Where runs and the table go (default: runs/reproduce-TIME)."
+)
 @click.option("--quiet", is_flag=True, help="Print only the table.")
 def reproduce(models: str, epochs: int | None, limit: int | None, out_dir: str | None, quiet: bool) -> None:
     """Run the course's experiments and print them beside the accuracies the course reports.
@@ -178,8 +234,10 @@ def reproduce(models: str, epochs: int | None, limit: int | None, out_dir: str |
     chosen = [name.strip() for name in models.split(",") if name.strip()]
     unknown = [name for name in chosen if name not in MODEL_CARDS]
     if unknown or not chosen:
-        raise click.BadParameter(f"unknown model(s) {', '.join(unknown) or '(none given)'}; choose from "
-                                 f"{_model_names()}", param_hint="--models")
+        raise click.BadParameter(
+            f"unknown model(s) {', '.join(unknown) or '(none given)'}; choose from {_model_names()}",
+            param_hint="--models",
+        )
     rows, out = run_experiments(chosen, out_dir=out_dir, epochs=epochs, limit=limit, verbose=not quiet)
     click.echo(format_table(rows))
     click.echo(f"wrote {out / 'reproduce.md'} and {out / 'reproduce.json'}")

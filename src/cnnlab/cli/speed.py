@@ -9,8 +9,11 @@ import click
 
 @click.command()
 @click.option("--model", default="cnn", show_default=True, help="A registry model (see `cnnlab summary`).")
-@click.option("--compare", type=click.Choice(["textbook"]),
-              help="Also time the textbook PyTorch loop (DataLoader, nn.Sequential, NCHW) in a fresh process.")
+@click.option(
+    "--compare",
+    type=click.Choice(["textbook"]),
+    help="Also time the textbook PyTorch loop (DataLoader, nn.Sequential, NCHW) in a fresh process.",
+)
 @click.option("--epochs", type=click.IntRange(min=1), default=2, show_default=True)
 @click.option("--limit", type=click.IntRange(min=10), help="Use the first N training images only (a quick check).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write every figure to this JSON file.")

@@ -16,13 +16,26 @@ SIZE_UNITS = {"": 1, "B": 1, "KB": 1000, "MB": 1000**2, "GB": 1000**3, "KIB": 10
 @click.command()
 @click.argument("run", type=click.Path(file_okay=False))
 @click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True,
-              help="How many of the most probable classes to print.")
-@click.option("--json", "as_json", is_flag=True,
-              help="Print one JSON object per file: file, label (class name; null when blank), probabilities "
-                   "(class name -> probability; null when blank).")
-@click.option("--show", type=click.Path(file_okay=False), metavar="DIR",
-              help="Write the input the model saw (28×28 for MNIST) as DIR/<image's name>.png.")
+@click.option(
+    "--top-k",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="How many of the most probable classes to print.",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print one JSON object per file: file, label (class name; null when blank), probabilities "
+    "(class name -> probability; null when blank).",
+)
+@click.option(
+    "--show",
+    type=click.Path(file_okay=False),
+    metavar="DIR",
+    help="Write the input the model saw (28×28 for MNIST) as DIR/<image's name>.png.",
+)
 def predict(run: str, images: tuple[str, ...], top_k: int, as_json: bool, show: str | None) -> None:
     """Predict the class of each of IMAGES (PNG, JPEG, BMP, GIF, WebP) with the model of RUN.
 
@@ -45,8 +58,11 @@ def predict(run: str, images: tuple[str, ...], top_k: int, as_json: bool, show: 
         try:
             prediction = predict_image(model, open_image(file))
         except BlankImageError as blank:
-            click.echo(json.dumps({"file": file, "label": None, "probabilities": None}) if as_json
-                       else f"{file}: {blank}; nothing to predict")
+            click.echo(
+                json.dumps({"file": file, "label": None, "probabilities": None})
+                if as_json
+                else f"{file}: {blank}; nothing to predict"
+            )
             continue
         except CnnlabError as problem:  # one unreadable picture does not stop the others
             click.echo(f"cnnlab: error: {problem}", err=True)
@@ -54,8 +70,11 @@ def predict(run: str, images: tuple[str, ...], top_k: int, as_json: bool, show: 
             continue
         probabilities = prediction.probabilities.tolist()
         if as_json:
-            click.echo(json.dumps({"file": file, "label": names[prediction.label],
-                                   "probabilities": dict(zip(names, probabilities))}))
+            click.echo(
+                json.dumps(
+                    {"file": file, "label": names[prediction.label], "probabilities": dict(zip(names, probabilities))}
+                )
+            )
         else:
             width = max(len(name) for name in names)
             ranked = sorted(range(len(names)), key=lambda k: -probabilities[k])[:top_k]
@@ -83,9 +102,15 @@ def _write_png(path: Path, pixels) -> None:
 
 @click.command()
 @click.argument("run", type=click.Path(file_okay=False))
-@click.option("--onnx", "onnx_file", required=True, type=click.Path(dir_okay=False), metavar="FILE",
-              help="Write the model here as ONNX: input 'image' float32 (N, C, H, W) in [0, 1]; outputs 'logits' "
-                   "and 'probabilities'.")
+@click.option(
+    "--onnx",
+    "onnx_file",
+    required=True,
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Write the model here as ONNX: input 'image' float32 (N, C, H, W) in [0, 1]; outputs 'logits' "
+    "and 'probabilities'.",
+)
 @click.option("--opset", type=click.IntRange(min=17), default=18, show_default=True, help="ONNX opset version.")
 def export(run: str, onnx_file: str, opset: int) -> None:
     """Export the model of RUN to ONNX, checked against PyTorch with onnxruntime (needs cnnlab[onnx])."""
@@ -94,8 +119,10 @@ def export(run: str, onnx_file: str, opset: int) -> None:
 
     difference = export_onnx(load(run), onnx_file, opset=opset)
     size = Path(onnx_file).stat().st_size
-    click.echo(f"wrote {onnx_file} ({size / 1e6:.1f} MB); onnxruntime matches PyTorch within {difference:.1e} "
-               f"(limit {TOLERANCE:.0e})")
+    click.echo(
+        f"wrote {onnx_file} ({size / 1e6:.1f} MB); onnxruntime matches PyTorch within {difference:.1e} "
+        f"(limit {TOLERANCE:.0e})"
+    )
 
 
 def parse_size(context, parameter, text: str) -> int:
@@ -110,8 +137,14 @@ def parse_size(context, parameter, text: str) -> int:
 @click.argument("run", type=click.Path(file_okay=False))
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: all).")
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
-@click.option("--max-upload", default="10MB", show_default=True, metavar="SIZE", callback=parse_size,
-              help="Largest request body accepted (B, KB, MB, KiB, MiB...); larger ones get 413.")
+@click.option(
+    "--max-upload",
+    default="10MB",
+    show_default=True,
+    metavar="SIZE",
+    callback=parse_size,
+    help="Largest request body accepted (B, KB, MB, KiB, MiB...); larger ones get 413.",
+)
 def serve(run: str, host: str, port: int, max_upload: int) -> None:
     """Serve the model of RUN: a page to draw a digit on, and an HTTP API (needs cnnlab[web]).
 

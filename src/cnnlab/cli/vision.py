@@ -31,8 +31,9 @@ class PositivePair(click.ParamType):
         except ValueError:
             numbers = []
         if len(numbers) not in (1, 2) or min(numbers) < 1:
-            self.fail(f"expected a positive integer or two separated by a comma (2 or 2,1); "
-                      f"received {value!r}", param, ctx)
+            self.fail(
+                f"expected a positive integer or two separated by a comma (2 or 2,1); received {value!r}", param, ctx
+            )
         return (numbers[0], numbers[-1])
 
 
@@ -52,8 +53,13 @@ class PoolSpec(click.ParamType):
 
 def out_option(default: str):
     """The ``--out FILE.png`` option every drawing command has."""
-    return click.option("--out", default=default, show_default=True, type=click.Path(dir_okay=False),
-                        help="PNG file to write (through a temporary file, then renamed).")
+    return click.option(
+        "--out",
+        default=default,
+        show_default=True,
+        type=click.Path(dir_okay=False),
+        help="PNG file to write (through a temporary file, then renamed).",
+    )
 
 
 @contextmanager
@@ -71,8 +77,9 @@ def written(path, option: str = "--out") -> Iterator[None]:
     try:
         yield
     except OSError as problem:
-        raise CnnlabError(f"{path}: cannot be written ({problem.strerror or problem}); "
-                          f"choose another {option}") from None
+        raise CnnlabError(
+            f"{path}: cannot be written ({problem.strerror or problem}); choose another {option}"
+        ) from None
 
 
 def _wrote(figure, out) -> str:
@@ -84,6 +91,7 @@ def _wrote(figure, out) -> str:
 def _read_image(path: str | None):
     """(image, where it came from): the file, or the lab's default photo when none is given."""
     from cnnlab.lab import vision
+
     if path is None:
         return vision.default_photo(), f"the default photo ({vision.DEFAULT_PHOTO}, centre square)"
     return vision.load_image(path), path
@@ -92,6 +100,7 @@ def _read_image(path: str | None):
 def _output_line(before: tuple[int, ...], after: tuple[int, ...], window, stride, padding: str) -> str:
     """``output: 255×510  (out = ...: rows floor((512 + 0 − 3) / 2) + 1 = 255, cols ...)``."""
     from cnnlab.lab import vision
+
     steps = []
     for axis, n, k, s in zip(("rows", "cols"), before, window, stride):
         out, pad = vision.output_size(n, k, s, padding)
@@ -102,6 +111,7 @@ def _output_line(before: tuple[int, ...], after: tuple[int, ...], window, stride
 def _apply_kernel(image, label: str, weights, stride, padding: str, per_channel: bool):
     """Convolve, print the kernel and the output shape; (output, short description)."""
     from cnnlab.lab import vision
+
     window = weights.shape[:2]
     print(f"kernel: {label} {vision.format_shape(window)}, stride {stride}, padding {padding}")
     output = vision.convolve(image, weights, stride=stride, padding=padding, per_channel=per_channel)
@@ -112,6 +122,7 @@ def _apply_kernel(image, label: str, weights, stride, padding: str, per_channel:
 def _apply_pool(image, kind: str, size: tuple[int, int]):
     """Pool K×K with stride K (Keras's default), print the output shape; (output, short description)."""
     from cnnlab.lab import vision
+
     print(f"pool: {kind} {vision.format_shape(size)}, stride {size}, padding valid")
     output = vision.pool(image, size, kind=kind)
     print(_output_line(image.shape, output.shape, size, size, "valid"))
@@ -120,25 +131,54 @@ def _apply_pool(image, kind: str, size: tuple[int, int]):
 
 @click.command("filter")
 @click.argument("image", required=False)
-@click.option("--kernel", "-k", "kernel_spec", metavar="NAME|MATRIX|FILE",
-              help="identity, box, mean, gaussian, sharpen, sobel-x, sobel-y, laplacian, emboss, random; "
-                   "or a matrix, rows separated by ';' (\"1,2,1;0,0,0;-1,-2,-1\"); or a .npy/.txt file.")
-@click.option("--kernel-size", type=click.IntRange(min=1), default=None,
-              help="Size K of a K×K identity (odd), box, mean, gaussian or random kernel.  [default: 3]")
+@click.option(
+    "--kernel",
+    "-k",
+    "kernel_spec",
+    metavar="NAME|MATRIX|FILE",
+    help="identity, box, mean, gaussian, sharpen, sobel-x, sobel-y, laplacian, emboss, random; "
+    "or a matrix, rows separated by ';' (\"1,2,1;0,0,0;-1,-2,-1\"); or a .npy/.txt file.",
+)
+@click.option(
+    "--kernel-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Size K of a K×K identity (odd), box, mean, gaussian or random kernel.  [default: 3]",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random kernel.")
-@click.option("--stride", type=PositivePair(), default="1", show_default=True,
-              help="Step of the kernel: one for both axes, or rows,cols (2,1).")
-@click.option("--padding", type=click.Choice(["valid", "same"]), default="valid", show_default=True,
-              help="valid: no padding; same: zeros as TensorFlow pads them (the odd one bottom/right).")
-@click.option("--pool", "pool_spec", type=PoolSpec(), default=None, metavar="max|avg[:K]",
-              help="Then pool K×K with stride K (max:5, avg:5; valid padding); alone, pools the image.")
-@click.option("--per-channel", is_flag=True,
-              help="For a colour image: filter and show each channel instead of summing them.")
-@click.option("--save-npy", type=click.Path(dir_okay=False), default=None,
-              help="Also save the raw output array (float64) as a .npy file.")
+@click.option(
+    "--stride",
+    type=PositivePair(),
+    default="1",
+    show_default=True,
+    help="Step of the kernel: one for both axes, or rows,cols (2,1).",
+)
+@click.option(
+    "--padding",
+    type=click.Choice(["valid", "same"]),
+    default="valid",
+    show_default=True,
+    help="valid: no padding; same: zeros as TensorFlow pads them (the odd one bottom/right).",
+)
+@click.option(
+    "--pool",
+    "pool_spec",
+    type=PoolSpec(),
+    default=None,
+    metavar="max|avg[:K]",
+    help="Then pool K×K with stride K (max:5, avg:5; valid padding); alone, pools the image.",
+)
+@click.option(
+    "--per-channel", is_flag=True, help="For a colour image: filter and show each channel instead of summing them."
+)
+@click.option(
+    "--save-npy",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also save the raw output array (float64) as a .npy file.",
+)
 @out_option("filter.png")
-def filter_command(image, kernel_spec, kernel_size, seed, stride, padding, pool_spec, per_channel,
-                   save_npy, out):
+def filter_command(image, kernel_spec, kernel_size, seed, stride, padding, pool_spec, per_channel, save_npy, out):
     """Apply a kernel to IMAGE as a Conv2D layer does; draw input and output side by side.
 
     This is a cross-correlation, as in Keras and PyTorch: the kernel is slid over the image
@@ -157,6 +197,7 @@ def filter_command(image, kernel_spec, kernel_size, seed, stride, padding, pool_
       cnnlab filter photo.jpg --kernel "0,-1,0;-1,5,-1;0,-1,0" --per-channel
     """
     from cnnlab.lab import vision
+
     if kernel_spec is None and pool_spec is None:
         raise click.UsageError("give --kernel, --pool or both")
     if kernel_spec is None and kernel_size is not None:
@@ -184,8 +225,7 @@ def filter_command(image, kernel_spec, kernel_size, seed, stride, padding, pool_
 
 @click.command("channels")
 @click.argument("image", required=False)
-@click.option("--seed", type=int, default=0, show_default=True,
-              help="Seed of the random image (without IMAGE).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random image (without IMAGE).")
 @out_option("channels.png")
 def channels_command(image, seed, out):
     """Show a colour image combined and as its red, green and blue planes.
@@ -194,6 +234,7 @@ def channels_command(image, seed, out):
     Pixels are floats in [0, 1]; each plane is drawn from white (0) to its full colour (1).
     """
     from cnnlab.lab import vision
+
     if image is None:
         picture, source = vision.random_color_image(seed), f"a random image (seed {seed})"
     else:
@@ -211,9 +252,12 @@ def channels_command(image, seed, out):
 
 @click.command("filters")
 @click.argument("run")
-@click.option("--layer", metavar="NAME|N", default=None,
-              help="A conv layer: its name (conv2d_1) or its number among the conv layers (2).  "
-                   "[default: the first]")
+@click.option(
+    "--layer",
+    metavar="NAME|N",
+    default=None,
+    help="A conv layer: its name (conv2d_1) or its number among the conv layers (2).  [default: the first]",
+)
 @out_option("filters.png")
 def filters_command(run, layer, out):
     """Draw every learned kernel of a conv layer of RUN (a folder made by `cnnlab train`).
@@ -230,6 +274,7 @@ def filters_command(run, layer, out):
     """
     from cnnlab.lab import inspect
     from cnnlab.nn import modelio
+
     model = modelio.load(run)
     chosen = inspect.conv_layer(model, layer)
     print(inspect.kernel_shape_line(chosen))
@@ -241,10 +286,19 @@ def filters_command(run, layer, out):
 @click.command("features")
 @click.argument("run")
 @click.argument("image", required=False)
-@click.option("--index", type=click.IntRange(min=0), default=None,
-              help="Use test image N of the run's dataset (instead of IMAGE).  [default: 0]")
-@click.option("--max-channels", type=click.IntRange(min=1), default=16, show_default=True,
-              help="Draw the first K channels of each layer.")
+@click.option(
+    "--index",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Use test image N of the run's dataset (instead of IMAGE).  [default: 0]",
+)
+@click.option(
+    "--max-channels",
+    type=click.IntRange(min=1),
+    default=16,
+    show_default=True,
+    help="Draw the first K channels of each layer.",
+)
 @out_option("features.png")
 def features_command(run, image, index, max_channels, out):
     """Draw what every conv and pooling layer of RUN computes for one input: its feature maps.
@@ -261,6 +315,7 @@ def features_command(run, image, index, max_channels, out):
     """
     from cnnlab.lab import inspect, vision
     from cnnlab.nn import modelio
+
     if image is not None and index is not None:
         raise click.UsageError("give IMAGE or --index, not both")
     model = modelio.load(run)
@@ -273,8 +328,10 @@ def features_command(run, image, index, max_channels, out):
     for layer in model.layers:
         if layer.type_name in inspect.SPATIAL_LAYERS:
             channels = layer.output_shape[-1]
-            print(f"{layer.name} ({vision.format_shape(layer.output_shape)}): "
-                  f"drew {min(channels, max_channels)} of {channels} channels")
+            print(
+                f"{layer.name} ({vision.format_shape(layer.output_shape)}): "
+                f"drew {min(channels, max_channels)} of {channels} channels"
+            )
     with written(out):
         figure = inspect.draw_feature_maps(model, pixels, out=out, max_channels=max_channels, source=source)
     print(_wrote(figure, out))

@@ -46,18 +46,21 @@ class Augmentation:
     def apply(self, images: torch.Tensor, choices: torch.Tensor) -> torch.Tensor:
         """uint8 images (B, H, W, C) and their choices (B, 3) from ``draw`` -> augmented images, same shape."""
         if images.dim() != 4 or choices.shape != (len(images), 3):
-            raise ValueError(f"Augmentation.apply needs images (B, H, W, C) and choices (B, 3). "
-                             f"Received: images {tuple(images.shape)}, choices {tuple(choices.shape)}")
+            raise ValueError(
+                f"Augmentation.apply needs images (B, H, W, C) and choices (B, 3). "
+                f"Received: images {tuple(images.shape)}, choices {tuple(choices.shape)}"
+            )
         choices = choices.to(images.device)
         batch, height, width, channels = images.shape
         if self.shift:
             pad = self.shift
             padded = images.new_zeros(batch, height + 2 * pad, width + 2 * pad, channels)
-            padded[:, pad:pad + height, pad:pad + width] = images
+            padded[:, pad : pad + height, pad : pad + width] = images
             rows = choices[:, :1] + torch.arange(height, device=images.device)  # (B, H)
             columns = choices[:, 1:2] + torch.arange(width, device=images.device)  # (B, W)
-            images = padded[torch.arange(batch, device=images.device)[:, None, None], rows[:, :, None],
-                            columns[:, None, :]]  # (B, H, W, C)
+            images = padded[
+                torch.arange(batch, device=images.device)[:, None, None], rows[:, :, None], columns[:, None, :]
+            ]  # (B, H, W, C)
         if self.flip:
             images = torch.where(choices[:, 2, None, None, None].bool(), images.flip(2), images)
         return images
@@ -75,6 +78,8 @@ def parse_augment(text: str | None) -> Augmentation | None:
         elif name == "shift" and value.isdigit() and int(value) >= 1:
             shift = int(value)
         else:
-            raise CnnlabError(f"--augment: cannot read {part!r}; write shift:N (N pixels, at least 1), flip, "
-                              f"or both, e.g. 'shift:2,flip'. Received: {text!r}")
+            raise CnnlabError(
+                f"--augment: cannot read {part!r}; write shift:N (N pixels, at least 1), flip, "
+                f"or both, e.g. 'shift:2,flip'. Received: {text!r}"
+            )
     return Augmentation(shift, flip)

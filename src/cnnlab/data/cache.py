@@ -54,8 +54,7 @@ def load_cached(source: Path, parts: tuple[str, ...], decode: Callable[[], dict[
     return arrays
 
 
-def download(base_url: str, filename: str, dest_dir: Path, check: Callable[[bytes], str | None],
-             remedy: str) -> Path:
+def download(base_url: str, filename: str, dest_dir: Path, check: Callable[[bytes], str | None], remedy: str) -> Path:
     """Fetch ``base_url/filename`` into ``dest_dir`` if ``check(data)`` finds nothing wrong with it.
 
     The data stays in memory until checked and is then written atomically, so a failed or corrupt
@@ -86,13 +85,15 @@ def download(base_url: str, filename: str, dest_dir: Path, check: Callable[[byte
         dest_dir.mkdir(parents=True, exist_ok=True)
         write_atomic(target, data)
     except OSError as problem:
-        raise CnnlabError(f"{target}: cannot be written ({problem.strerror}); set CNNLAB_CACHE to a writable "
-                          "folder") from None
+        raise CnnlabError(
+            f"{target}: cannot be written ({problem.strerror}); set CNNLAB_CACHE to a writable folder"
+        ) from None
     return target
 
 
 def digest_check(algorithm: str, expected: str, gunzip: bool = False) -> Callable[[bytes], str | None]:
     """A ``download`` check: the data's digest (after decompression if ``gunzip``) must be ``expected``."""
+
     def check(data: bytes) -> str | None:
         if gunzip:
             try:
@@ -101,4 +102,5 @@ def digest_check(algorithm: str, expected: str, gunzip: bool = False) -> Callabl
                 return f"bad gzip data: {problem}"
         actual = hashlib.new(algorithm, data, usedforsecurity=False).hexdigest()
         return None if actual == expected else f"{algorithm} {actual}, expected {expected}"
+
     return check

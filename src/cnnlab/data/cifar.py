@@ -33,13 +33,19 @@ def load_cifar10(data_dir: Path | None = None) -> Dataset:
     else:
         source = cache_dir() / CIFAR_ARCHIVE
         if not source.is_file():
-            download(CIFAR_MIRROR, CIFAR_ARCHIVE, cache_dir(), digest_check("md5", CIFAR_MD5),
-                     remedy=f"put {CIFAR_ARCHIVE} in a folder and use --data-dir DIR")
+            download(
+                CIFAR_MIRROR,
+                CIFAR_ARCHIVE,
+                cache_dir(),
+                digest_check("md5", CIFAR_MD5),
+                remedy=f"put {CIFAR_ARCHIVE} in a folder and use --data-dir DIR",
+            )
     if source.is_dir():  # the extracted batches are raw bytes already: as fast as a cache
         records = _cifar_records({path.name: (str(path), path.read_bytes()) for path in source.glob("*.bin")}, source)
     else:
-        records = load_cached(source, ("cifar10-train", "cifar10-test"),
-                              lambda: _cifar_records(_archive_batches(source), source))
+        records = load_cached(
+            source, ("cifar10-train", "cifar10-test"), lambda: _cifar_records(_archive_batches(source), source)
+        )
     (x_train, y_train), (x_test, y_test) = (_images_and_labels(records[f"cifar10-{split}"]) for split in CIFAR_BATCHES)
     return Dataset("cifar10", x_train, y_train, x_test, y_test, list(CIFAR_CLASSES), str(source))
 
@@ -49,8 +55,10 @@ def _find_cifar(data_dir: Path) -> Path:
     for candidate in (data_dir / CIFAR_ARCHIVE, data_dir / CIFAR_FOLDER, data_dir):
         if candidate.is_file() or (candidate / "test_batch.bin").is_file():
             return candidate
-    raise CnnlabError(f"{data_dir}: no CIFAR-10 here; put {CIFAR_ARCHIVE} (the binary version, not the python "
-                      f"one) or its extracted {CIFAR_FOLDER} folder there")
+    raise CnnlabError(
+        f"{data_dir}: no CIFAR-10 here; put {CIFAR_ARCHIVE} (the binary version, not the python "
+        f"one) or its extracted {CIFAR_FOLDER} folder there"
+    )
 
 
 def _archive_batches(archive: Path) -> dict[str, tuple[str, bytes]]:
@@ -76,20 +84,25 @@ def _cifar_records(batches: dict[str, tuple[str, bytes]], source: Path) -> dict[
     for split, names in CIFAR_BATCHES.items():
         missing = [name for name in names if name not in batches]
         if missing:
-            raise CnnlabError(f"{source}: missing {', '.join(missing)}; use the binary version of CIFAR-10, "
-                              f"{CIFAR_ARCHIVE}")
+            raise CnnlabError(
+                f"{source}: missing {', '.join(missing)}; use the binary version of CIFAR-10, {CIFAR_ARCHIVE}"
+            )
         records[f"cifar10-{split}"] = np.concatenate([_parse_batch(*batches[name]) for name in names])
     return records
 
 
 def _parse_batch(where: str, data: bytes) -> np.ndarray:
     if not data or len(data) % RECORD_BYTES:
-        raise CnnlabError(f"{where}: {len(data)} bytes is not a whole number of {RECORD_BYTES}-byte records; "
-                          "the file is damaged or not CIFAR-10's binary version")
+        raise CnnlabError(
+            f"{where}: {len(data)} bytes is not a whole number of {RECORD_BYTES}-byte records; "
+            "the file is damaged or not CIFAR-10's binary version"
+        )
     records = np.frombuffer(data, np.uint8).reshape(-1, RECORD_BYTES)
     if records[:, 0].max() >= len(CIFAR_CLASSES):
-        raise CnnlabError(f"{where}: label {records[:, 0].max()} is out of range for {len(CIFAR_CLASSES)} classes; "
-                          "the file is damaged or not CIFAR-10's binary version")
+        raise CnnlabError(
+            f"{where}: label {records[:, 0].max()} is out of range for {len(CIFAR_CLASSES)} classes; "
+            "the file is damaged or not CIFAR-10's binary version"
+        )
     return records
 
 
@@ -100,6 +113,11 @@ def _images_and_labels(records: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def cifar10_info() -> DatasetInfo:
     archive = cache_dir() / CIFAR_ARCHIVE
-    where = str(archive) if archive.is_file() else (
-        f"not here: downloaded on first use (170 MB) into {cache_dir()}, or --data-dir DIR holding {CIFAR_ARCHIVE}")
+    where = (
+        str(archive)
+        if archive.is_file()
+        else (
+            f"not here: downloaded on first use (170 MB) into {cache_dir()}, or --data-dir DIR holding {CIFAR_ARCHIVE}"
+        )
+    )
     return DatasetInfo("cifar10", (CIFAR_SIDE, CIFAR_SIDE, 3), len(CIFAR_CLASSES), 50000, 10000, where)

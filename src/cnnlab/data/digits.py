@@ -37,11 +37,12 @@ class BlankImageError(CnnlabError):
 
 # --- ink, paper and boxes ---------------------------------------------------------------------
 
+
 def _without_specks(mask: np.ndarray) -> np.ndarray:
     """Keep pixels with at least two marked neighbours: a stroke (even 1 px thin) keeps its pixels, noise does not."""
     height, width = mask.shape
     padded = np.pad(mask, 1).astype(np.uint8)
-    marked = sum(padded[dy:dy + height, dx:dx + width] for dy in range(3) for dx in range(3))  # 3×3 counts
+    marked = sum(padded[dy : dy + height, dx : dx + width] for dy in range(3) for dx in range(3))  # 3×3 counts
     return mask & (marked >= 3)
 
 
@@ -69,7 +70,7 @@ def ink_strength(image: Image.Image) -> np.ndarray:
 
 def _crop_to_ink(ink: np.ndarray) -> np.ndarray:
     rows, columns = np.flatnonzero(ink.any(1)), np.flatnonzero(ink.any(0))
-    return ink[rows[0]:rows[-1] + 1, columns[0]:columns[-1] + 1]
+    return ink[rows[0] : rows[-1] + 1, columns[0] : columns[-1] + 1]
 
 
 def _fit(ink: np.ndarray, side: int) -> np.ndarray:
@@ -88,7 +89,7 @@ def _place(ink: np.ndarray, shape: tuple[int, int], centre: tuple[float, float])
     height, width = ink.shape
     top = int(np.clip(round(shape[0] / 2 - centre[0]), 0, shape[0] - height))
     left = int(np.clip(round(shape[1] / 2 - centre[1]), 0, shape[1] - width))
-    field[top:top + height, left:left + width] = ink
+    field[top : top + height, left : left + width] = ink
     return field
 
 
@@ -117,16 +118,21 @@ def _to_uint8(values: np.ndarray) -> np.ndarray:
 
 # --- the model's side -------------------------------------------------------------------------
 
+
 def model_input(image: Image.Image, input_shape, dataset: str | None) -> np.ndarray:
     """The picture as the model's training images were: uint8 (H, W, C) for ``input_shape`` (H, W, C)."""
     if len(input_shape) != 3 or input_shape[2] not in (1, 3):
-        raise CnnlabError(f"the model takes inputs shaped {tuple(input_shape)}; cnnlab makes pictures into "
-                          "(H, W, 1) gray or (H, W, 3) RGB inputs only")
+        raise CnnlabError(
+            f"the model takes inputs shaped {tuple(input_shape)}; cnnlab makes pictures into "
+            "(H, W, 1) gray or (H, W, 3) RGB inputs only"
+        )
     height, width, channels = input_shape
     if dataset in ("mnist", "fashion-mnist"):
         if channels != 1:
-            raise CnnlabError(f"the model was trained on {dataset} but takes {channels} channels; {dataset}'s "
-                              "pictures are gray (1 channel): check the run's model.json")
+            raise CnnlabError(
+                f"the model was trained on {dataset} but takes {channels} channels; {dataset}'s "
+                "pictures are gray (1 channel): check the run's model.json"
+            )
         prepare = digit_input if dataset == "mnist" else fitted_input
         return prepare(image, (height, width))[..., None]
     return fit_picture(image, (height, width), channels)  # as the training images of a folder dataset were

@@ -15,8 +15,13 @@ from cnnlab.data.images import IMAGE_FORMATS, PictureError, read_picture
 from cnnlab.errors import CnnlabError
 
 
-def load_image_folder(path: str | Path, image_size: int | tuple[int, int] = 28, channels: int = 1,
-                      test_fraction: float = 0.2, seed: int = 0) -> Dataset:
+def load_image_folder(
+    path: str | Path,
+    image_size: int | tuple[int, int] = 28,
+    channels: int = 1,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+) -> Dataset:
     """Images in one sub-folder per class, resized to ``image_size`` (side, or (height, width)).
 
     ``channels``: 1 (gray) or 3 (RGB). PATH/train and PATH/test are used when both exist; otherwise
@@ -38,8 +43,10 @@ def load_image_folder(path: str | Path, image_size: int | tuple[int, int] = 28, 
     class_folders = [root / "train", root / "test"] if presplit else [root]
     class_names = sorted({name for folder in class_folders for name in _class_folders(folder)})
     if not class_names:
-        raise CnnlabError(f"{root}: no class folders; put each class's images in a sub-folder named after it "
-                          f"(e.g. {root / 'cats' / '1.png'})")
+        raise CnnlabError(
+            f"{root}: no class folders; put each class's images in a sub-folder named after it "
+            f"(e.g. {root / 'cats' / '1.png'})"
+        )
     rng = np.random.default_rng(seed)
     if presplit:
         train_files, test_files = (_labelled_files(root / split, class_names) for split in ("train", "test"))
@@ -49,8 +56,10 @@ def load_image_folder(path: str | Path, image_size: int | tuple[int, int] = 28, 
     x_train, y_train = _decode([train_files[i] for i in rng.permutation(len(train_files))], size, channels, skipped)
     x_test, y_test = _decode([test_files[i] for i in rng.permutation(len(test_files))], size, channels, skipped)
     if not len(x_train) + len(x_test):
-        raise CnnlabError(f"{root}: no readable images in {len(class_names)} class folders "
-                          f"({len(skipped)} files skipped); cnnlab reads {', '.join(IMAGE_FORMATS)} images")
+        raise CnnlabError(
+            f"{root}: no readable images in {len(class_names)} class folders "
+            f"({len(skipped)} files skipped); cnnlab reads {', '.join(IMAGE_FORMATS)} images"
+        )
     return Dataset(f"folder:{path}", x_train, y_train, x_test, y_test, class_names, str(root), skipped)
 
 
@@ -63,8 +72,11 @@ def _labelled_files(folder: Path, class_names: list[str]) -> list[tuple[Path, in
     labelled = []
     for label, name in enumerate(class_names):
         class_dir = folder / name
-        files = sorted(path for path in class_dir.rglob("*") if path.is_file()
-                       and not any(part.startswith(".") for part in path.relative_to(class_dir).parts))
+        files = sorted(
+            path
+            for path in class_dir.rglob("*")
+            if path.is_file() and not any(part.startswith(".") for part in path.relative_to(class_dir).parts)
+        )
         labelled += [(path, label) for path in files]
     return labelled
 
@@ -97,5 +109,7 @@ def _decode(labelled: list[tuple[Path, int]], size: tuple[int, int], channels: i
             skipped.append((path, problem.reason))
             continue
         labels.append(label)
-    return (np.stack(images) if images else np.zeros((0, height, width, channels), np.uint8),
-            np.array(labels, dtype=np.int64))
+    return (
+        np.stack(images) if images else np.zeros((0, height, width, channels), np.uint8),
+        np.array(labels, dtype=np.int64),
+    )

@@ -21,8 +21,7 @@ from cnnlab.data.dataset import DIGITS, Dataset
 from cnnlab.errors import CnnlabError
 
 # The four files of an IDX dataset (MNIST's layout, shared by Fashion-MNIST), each raw or .gz.
-IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
-             "t10k-labels-idx1-ubyte")
+IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 # IDX type byte -> element type; multi-byte values are big-endian in the file.
 IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 READ_CHUNK = 1 << 22  # bytes per read (4 MiB): memory follows the real file, whatever its header claims
@@ -45,8 +44,18 @@ FASHION_SHA256 = {  # measured on Debian's copy, the canonical data
     "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
     "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
 }
-FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-                   "Ankle boot"]
+FASHION_CLASSES = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+]
 
 
 class _Malformed(Exception):
@@ -62,7 +71,7 @@ def _read_idx(path: Path, remedy: str = "replace it with a complete IDX file") -
     """The array in an IDX file and the SHA-256 of its decompressed bytes."""
     digest = hashlib.sha256()
     try:
-        with (gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")) as stream:
+        with gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb") as stream:
             array = _parse_idx(stream, digest)
     except _Malformed as problem:
         raise CnnlabError(f"{path}: {problem}; {remedy}") from None
@@ -132,30 +141,36 @@ def _load_idx_array(path: Path, checksum: str | None, remedy: str) -> np.ndarray
     def decode() -> dict[str, np.ndarray]:
         array, digest = _read_idx(path, remedy)
         if checksum and digest != checksum:
-            raise CnnlabError(f"{path}: corrupt (the SHA-256 of its data is {digest}, expected {checksum}); "
-                              f"{remedy}")
+            raise CnnlabError(f"{path}: corrupt (the SHA-256 of its data is {digest}, expected {checksum}); {remedy}")
         return {path.stem: array}
+
     return load_cached(path, (path.stem,), decode)[path.stem]
 
 
 def _image_label_pair(images: np.ndarray, labels: np.ndarray, images_file: Path, labels_file: Path):
     """Check one split's IDX arrays against each other; return (N, H, W, 1) images and int64 labels."""
     if images.dtype != np.uint8 or images.ndim != 3:
-        raise CnnlabError(f"{images_file}: holds {images.dtype} {images.shape}; images must be unsigned bytes "
-                          "(type 0x08) shaped (count, height, width)")
+        raise CnnlabError(
+            f"{images_file}: holds {images.dtype} {images.shape}; images must be unsigned bytes "
+            "(type 0x08) shaped (count, height, width)"
+        )
     if labels.dtype.kind not in "iu" or labels.ndim != 1:
-        raise CnnlabError(f"{labels_file}: holds {labels.dtype} {labels.shape}; labels must be integers "
-                          "shaped (count,)")
+        raise CnnlabError(
+            f"{labels_file}: holds {labels.dtype} {labels.shape}; labels must be integers shaped (count,)"
+        )
     if len(images) != len(labels):
-        raise CnnlabError(f"{images_file} holds {len(images)} images but {labels_file} holds {len(labels)} "
-                          "labels; the two files must come from the same dataset")
+        raise CnnlabError(
+            f"{images_file} holds {len(images)} images but {labels_file} holds {len(labels)} "
+            "labels; the two files must come from the same dataset"
+        )
     if labels.size and labels.min() < 0:
         raise CnnlabError(f"{labels_file}: negative label {labels.min()}; labels number the classes from 0")
     return images[..., np.newaxis], labels.astype(np.int64)
 
 
-def idx_from_dir(name: str, directory: Path, class_names: list[str] | None, checksums: dict | None,
-                  remedy: str) -> Dataset:
+def idx_from_dir(
+    name: str, directory: Path, class_names: list[str] | None, checksums: dict | None, remedy: str
+) -> Dataset:
     """An IDX dataset from the four files in ``directory``; class names "0".."K-1" when not given."""
     if not directory.is_dir():
         raise CnnlabError(f"{directory}: no such folder; {remedy}")
@@ -163,26 +178,38 @@ def idx_from_dir(name: str, directory: Path, class_names: list[str] | None, chec
     if missing:
         raise CnnlabError(f"{directory}: missing {', '.join(missing)}; {remedy}")
     arrays = {stem: _load_idx_array(path, checksums and checksums[stem], remedy) for stem, path in files.items()}
-    splits = {prefix: _image_label_pair(arrays[f"{prefix}-images-idx3-ubyte"], arrays[f"{prefix}-labels-idx1-ubyte"],
-                                        files[f"{prefix}-images-idx3-ubyte"], files[f"{prefix}-labels-idx1-ubyte"])
-              for prefix in ("train", "t10k")}
+    splits = {
+        prefix: _image_label_pair(
+            arrays[f"{prefix}-images-idx3-ubyte"],
+            arrays[f"{prefix}-labels-idx1-ubyte"],
+            files[f"{prefix}-images-idx3-ubyte"],
+            files[f"{prefix}-labels-idx1-ubyte"],
+        )
+        for prefix in ("train", "t10k")
+    }
     if class_names is None:
         class_names = [str(k) for k in range(max(int(labels.max(initial=0)) for _, labels in splits.values()) + 1)]
     for prefix, (_, labels) in splits.items():
         if labels.size and labels.max() >= len(class_names):
-            raise CnnlabError(f"{files[f'{prefix}-labels-idx1-ubyte']}: label {labels.max()} is out of range for "
-                              f"{name}'s {len(class_names)} classes; {remedy}")
+            raise CnnlabError(
+                f"{files[f'{prefix}-labels-idx1-ubyte']}: label {labels.max()} is out of range for "
+                f"{name}'s {len(class_names)} classes; {remedy}"
+            )
     (x_train, y_train), (x_test, y_test) = splits["train"], splits["t10k"]
     if x_train.shape[1:] != x_test.shape[1:]:
-        raise CnnlabError(f"{files['train-images-idx3-ubyte']} holds {x_train.shape[1:3]} images but "
-                          f"{files['t10k-images-idx3-ubyte']} holds {x_test.shape[1:3]}; {remedy}")
+        raise CnnlabError(
+            f"{files['train-images-idx3-ubyte']} holds {x_train.shape[1:3]} images but "
+            f"{files['t10k-images-idx3-ubyte']} holds {x_test.shape[1:3]}; {remedy}"
+        )
     return Dataset(name, x_train, y_train, x_test, y_test, class_names, str(directory))
 
 
 def fashion_dirs() -> list[tuple[Path, str]]:
     """Where fashion-mnist is looked for, in order, each with the remedy if its copy is damaged."""
-    return [(FASHION_SYSTEM_DIR, "reinstall it: apt-get install --reinstall dataset-fashion-mnist"),
-            (cache_dir() / "fashion-mnist", "delete the file; it is downloaded again on next use")]
+    return [
+        (FASHION_SYSTEM_DIR, "reinstall it: apt-get install --reinstall dataset-fashion-mnist"),
+        (cache_dir() / "fashion-mnist", "delete the file; it is downloaded again on next use"),
+    ]
 
 
 def load_fashion_mnist() -> Dataset:
@@ -193,8 +220,13 @@ def load_fashion_mnist() -> Dataset:
     for stem in IDX_FILES:
         if not (directory / f"{stem}.gz").is_file():  # a failed download leaves the others in place
             check = digest_check("sha256", FASHION_SHA256[stem], gunzip=True)
-            download(FASHION_MIRROR, f"{stem}.gz", directory, check,
-                     remedy="install it (apt-get install dataset-fashion-mnist) or use --data-dir DIR")
+            download(
+                FASHION_MIRROR,
+                f"{stem}.gz",
+                directory,
+                check,
+                remedy="install it (apt-get install dataset-fashion-mnist) or use --data-dir DIR",
+            )
     return idx_from_dir("fashion-mnist", directory, FASHION_CLASSES, FASHION_SHA256, remedy)
 
 
@@ -205,4 +237,6 @@ def load_mnist() -> Dataset:
 def load_idx_folder(name: str, directory: Path) -> Dataset:
     """The four IDX files in ``directory`` as dataset ``name`` (class names as the built-in dataset's, if any)."""
     known_classes = {"mnist": DIGITS, "fashion-mnist": FASHION_CLASSES}.get(name)
-    return idx_from_dir(name, directory, known_classes, None, remedy="--data-dir needs the four IDX files of one dataset")
+    return idx_from_dir(
+        name, directory, known_classes, None, remedy="--data-dir needs the four IDX files of one dataset"
+    )

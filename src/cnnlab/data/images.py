@@ -56,16 +56,20 @@ def open_image(source: str | Path | bytes, name: str | None = None, max_side: in
                     image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
                 return image
         except UnidentifiedImageError:
-            raise PictureError(f"{name}: not an image cnnlab can read; use {', '.join(IMAGE_FORMATS)}",
-                               "not an image") from None
+            raise PictureError(
+                f"{name}: not an image cnnlab can read; use {', '.join(IMAGE_FORMATS)}", "not an image"
+            ) from None
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as problem:
-            raise PictureError(f"{name}: too many pixels ({problem}); a possible decompression bomb. cnnlab decodes "
-                               f"at most {MAX_PIXELS:,}: scale the picture down",
-                               "too many pixels: a possible decompression bomb") from None
+            raise PictureError(
+                f"{name}: too many pixels ({problem}); a possible decompression bomb. cnnlab decodes "
+                f"at most {MAX_PIXELS:,}: scale the picture down",
+                "too many pixels: a possible decompression bomb",
+            ) from None
         except OSError as problem:
             if problem.errno is not None:  # from the file system: missing, a folder, no permission
-                raise PictureError(f"{name}: cannot read it ({problem.strerror})",
-                                   f"cannot read it: {problem.strerror}") from None
+                raise PictureError(
+                    f"{name}: cannot read it ({problem.strerror})", f"cannot read it: {problem.strerror}"
+                ) from None
             raise PictureError(f"{name}: damaged image ({problem}); save it again", f"damaged: {problem}") from None
         except (SyntaxError, ValueError, EOFError, struct.error, zlib.error) as problem:  # Pillow's decoders' too
             raise PictureError(f"{name}: damaged image ({problem}); save it again", f"damaged: {problem}") from None

@@ -25,8 +25,14 @@ def _fashion_info() -> DatasetInfo:
     from cnnlab.data.idx import fashion_dirs, find_idx_files
 
     found = next((folder for folder, _ in fashion_dirs() if folder.is_dir() and not find_idx_files(folder)[1]), None)
-    where = str(found) if found else (f"not here: apt-get install dataset-fashion-mnist, or downloaded on first use "
-                                      f"into {cache_dir() / 'fashion-mnist'}")
+    where = (
+        str(found)
+        if found
+        else (
+            f"not here: apt-get install dataset-fashion-mnist, or downloaded on first use "
+            f"into {cache_dir() / 'fashion-mnist'}"
+        )
+    )
     return DatasetInfo("fashion-mnist", (28, 28, 1), 10, 60000, 10000, where)
 
 
@@ -62,8 +68,15 @@ BUILT_IN = {
 }
 
 
-def load_dataset(name: str, data_dir: str | Path | None = None, *, image_size: int | tuple[int, int] = 28,
-                 channels: int = 1, test_fraction: float = 0.2, seed: int = 0) -> Dataset:
+def load_dataset(
+    name: str,
+    data_dir: str | Path | None = None,
+    *,
+    image_size: int | tuple[int, int] = 28,
+    channels: int = 1,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+) -> Dataset:
     """Load ``mnist``, ``fashion-mnist``, ``cifar10`` or ``folder:PATH``.
 
     ``data_dir``: read the dataset's own files from this folder instead (for IDX datasets the four
@@ -84,8 +97,10 @@ def load_dataset(name: str, data_dir: str | Path | None = None, *, image_size: i
         from cnnlab.data.idx import load_idx_folder
 
         return load_idx_folder(name, folder)
-    raise CnnlabError(f"dataset {name!r}: unknown; choose {', '.join(names.DATASETS)} or folder:PATH, or give "
-                      "--data-dir DIR holding IDX files")
+    raise CnnlabError(
+        f"dataset {name!r}: unknown; choose {', '.join(names.DATASETS)} or folder:PATH, or give "
+        "--data-dir DIR holding IDX files"
+    )
 
 
 def list_datasets() -> list[DatasetInfo]:

@@ -45,6 +45,7 @@ def dense_by_onednn(x, weight, bias):  # (B, F), (units, F) -> (B, units)
 
 # --- the speed-ups for layers: each takes ``span`` layers and says whether it can take a tensor -------------
 
+
 class ConvPool:
     """Conv2D (valid, stride 1) → MaxPool2D(2) [→ ReLU] as one kernel; ``span`` layers long."""
 
@@ -53,8 +54,9 @@ class ConvPool:
 
     def applies(self, x: torch.Tensor) -> bool:  # the kernel computes no gradient for its input
         weight = self.conv.conv.weight
-        return (kernels.eager_cpu_float(x) and not x.requires_grad and weight.device == x.device
-                and weight.dtype == x.dtype)
+        return (
+            kernels.eager_cpu_float(x) and not x.requires_grad and weight.device == x.device and weight.dtype == x.dtype
+        )
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         layer = self.conv.conv
@@ -93,11 +95,18 @@ def conv_pool_for(layers) -> ConvPool | None:
     if kernels.WHY_OFF is not None or not kernels.VECTOR_BITS or len(layers) < 2:
         return None
     conv, pool = layers[0], layers[1]
-    fits = (conv.type_name == "Conv2D" and pool.type_name == "MaxPool2D" and conv.strides == (1, 1)
-            and conv.padding == "valid" and conv.activation in ("linear", "relu")
-            and conv.filters in kernels.FUSED_FILTERS
-            and conv.kernel_size[0] * conv.kernel_size[1] * conv.input_shape[2] <= kernels.MAX_TAPS
-            and pool.pool_size == (2, 2) and pool.strides == (2, 2) and pool.padding == "valid")
+    fits = (
+        conv.type_name == "Conv2D"
+        and pool.type_name == "MaxPool2D"
+        and conv.strides == (1, 1)
+        and conv.padding == "valid"
+        and conv.activation in ("linear", "relu")
+        and conv.filters in kernels.FUSED_FILTERS
+        and conv.kernel_size[0] * conv.kernel_size[1] * conv.input_shape[2] <= kernels.MAX_TAPS
+        and pool.pool_size == (2, 2)
+        and pool.strides == (2, 2)
+        and pool.padding == "valid"
+    )
     if not fits:
         return None
     relu_after = len(layers) > 2 and layers[2].type_name == "Activation" and layers[2].activation == "relu"
@@ -143,14 +152,16 @@ class FastModel(nn.Module):
 
 # --- the speed-up for the optimizer ---------------------------------------------------------------------
 
+
 class OnePassRMSprop(KerasRMSprop):
     """KerasRMSprop with its update in one compiled pass over each weight, where the tensors allow it."""
 
     @staticmethod
     def _update(params, grads, velocities, group) -> None:
         if kernels.rmsprop_applies(params, grads, velocities):
-            kernels.rmsprop_step(params, grads, velocities, group["lr"], group["rho"], group["epsilon"],
-                                 group["weight_decay"])
+            kernels.rmsprop_step(
+                params, grads, velocities, group["lr"], group["rho"], group["epsilon"], group["weight_decay"]
+            )
         else:
             KerasRMSprop._update(params, grads, velocities, group)
 
@@ -167,6 +178,7 @@ def accelerate(model, optimizer=None):
 
 
 # --- what applies here ----------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Speedup:
@@ -185,12 +197,18 @@ def speedups(model=None) -> list[Speedup]:
         names = [model.layers[index].name for index, step in steps.items() if isinstance(step, kind)]
         return ("in this model: " + ", ".join(names)) if names else otherwise if model is not None else ""
 
-    fused_why = (off or ("no AVX2 or AVX-512 on this processor" if not kernels.VECTOR_BITS
-                         else f"{kernels.VECTOR_BITS}-bit vectors; " + where(ConvPool, "not in this model")))
+    fused_why = off or (
+        "no AVX2 or AVX-512 on this processor"
+        if not kernels.VECTOR_BITS
+        else f"{kernels.VECTOR_BITS}-bit vectors; " + where(ConvPool, "not in this model")
+    )
     return [
         Speedup("first Conv2D + 2×2 MaxPool2D fused", compiled and bool(kernels.VECTOR_BITS), fused_why.rstrip("; ")),
-        Speedup(f"Dense with ≥ {ONEDNN_DENSE_MIN_WEIGHTS:,} weights through oneDNN", True,
-                "CPU tensors; " + where(OneDnnDense, "not in this model") if model is not None else "CPU tensors"),
+        Speedup(
+            f"Dense with ≥ {ONEDNN_DENSE_MIN_WEIGHTS:,} weights through oneDNN",
+            True,
+            "CPU tensors; " + where(OneDnnDense, "not in this model") if model is not None else "CPU tensors",
+        ),
         Speedup("Dropout masks from a parallel hash", compiled, off or where(HashedDropout, "not in this model")),
         Speedup("RMSprop in one pass", compiled, off or "float32 CPU weights"),
     ]

@@ -22,6 +22,7 @@ import torch
 
 try:
     from cnnlab.engine import _kernels
+
     WHY_OFF = "switched off by CNNLAB_KERNELS=off" if os.environ.get("CNNLAB_KERNELS") == "off" else None
     # the fused convolution's vector code: 512 (AVX-512), 256 (AVX2), or 0 where it has none and torch is faster
     VECTOR_BITS = _kernels.widest_vectors()
@@ -41,8 +42,13 @@ def status() -> str:
 
 def eager_cpu_float(x: torch.Tensor) -> bool:
     """A float32 CPU tensor in eager mode: exported and traced graphs keep torch's operators."""
-    return (WHY_OFF is None and x.device.type == "cpu" and x.dtype == torch.float32
-            and not torch.compiler.is_compiling() and not torch.jit.is_tracing())
+    return (
+        WHY_OFF is None
+        and x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and not torch.compiler.is_compiling()
+        and not torch.jit.is_tracing()
+    )
 
 
 def _dense(t: torch.Tensor) -> bool:  # one block of memory, in torch's default or channels_last order
@@ -54,8 +60,9 @@ class ConvPoolFunction(torch.autograd.Function):
     def forward(ctx, x, weight, bias, relu: bool):  # x (B, C, H, W) channels_last -> (B, F, H', W') channels_last
         images = x.permute(0, 2, 3, 1).contiguous()  # (B, H, W, C): a view when x is channels_last
         kernel = weight.permute(2, 3, 1, 0).reshape(-1, weight.shape[0]).contiguous()  # (KH·KW·C, F)
-        out, which = _kernels.conv_pool_forward(images, kernel, bias, weight.shape[2], weight.shape[3], relu,
-                                                VECTOR_BITS)
+        out, which = _kernels.conv_pool_forward(
+            images, kernel, bias, weight.shape[2], weight.shape[3], relu, VECTOR_BITS
+        )
         ctx.save_for_backward(images, which)
         ctx.shape, ctx.with_bias = weight.shape, ctx.needs_input_grad[2]
         return out.permute(0, 3, 1, 2)
@@ -65,7 +72,8 @@ class ConvPoolFunction(torch.autograd.Function):
         images, which = ctx.saved_tensors
         filters, channels, rows, columns = ctx.shape
         grad_kernel, grad_bias = _kernels.conv_pool_backward(
-            grad.permute(0, 2, 3, 1).contiguous(), images, which, rows, columns, VECTOR_BITS)
+            grad.permute(0, 2, 3, 1).contiguous(), images, which, rows, columns, VECTOR_BITS
+        )
         grad_weight = grad_kernel.reshape(rows, columns, channels, filters).permute(3, 2, 0, 1)
         return None, grad_weight, grad_bias if ctx.with_bias else None, None
 
@@ -73,8 +81,12 @@ class ConvPoolFunction(torch.autograd.Function):
 def rmsprop_applies(params, grads, velocities) -> bool:
     """Dense float32 CPU tensors whose gradient and velocity are laid out as the parameter is."""
     return WHY_OFF is None and all(
-        p.device.type == "cpu" and p.dtype == g.dtype == v.dtype == torch.float32 and g.stride() == v.stride() == p.stride()
-        and _dense(p) for p, g, v in zip(params, grads, velocities))
+        p.device.type == "cpu"
+        and p.dtype == g.dtype == v.dtype == torch.float32
+        and g.stride() == v.stride() == p.stride()
+        and _dense(p)
+        for p, g, v in zip(params, grads, velocities)
+    )
 
 
 def rmsprop_step(params, grads, velocities, lr: float, rho: float, epsilon: float, weight_decay: float) -> None:
@@ -85,7 +97,9 @@ def rmsprop_step(params, grads, velocities, lr: float, rho: float, epsilon: floa
 class _DropoutFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, rate: float):
-        seed = int(torch.randint(-2**63, 2**63 - 1, (), dtype=torch.int64))  # from torch's generator: manual_seed holds
+        seed = int(
+            torch.randint(-(2**63), 2**63 - 1, (), dtype=torch.int64)
+        )  # from torch's generator: manual_seed holds
         y, kept = _kernels.dropout_forward(x, 1.0 - rate, seed)
         ctx.save_for_backward(kept)
         ctx.scale = 1.0 / (1.0 - rate)

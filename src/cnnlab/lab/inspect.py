@@ -56,8 +56,10 @@ def conv_layers(model) -> list:
     """The model's Conv2D layers, first to last; a CnnlabError when it has none."""
     convs = [layer for layer in model.layers if layer.type_name == "Conv2D"]
     if not convs:
-        raise CnnlabError(f"model {model.name!r}: it has no Conv2D layer, so no kernels or feature maps to draw; "
-                          "give a CNN's run (cnnlab train --model cnn)")
+        raise CnnlabError(
+            f"model {model.name!r}: it has no Conv2D layer, so no kernels or feature maps to draw; "
+            "give a CNN's run (cnnlab train --model cnn)"
+        )
     return convs
 
 
@@ -79,10 +81,14 @@ def conv_layer(model, layer: str | int | None = None):
             problem = f"{wanted} is a layer of type {candidate.type_name}, which has no kernels"
             break
     else:
-        problem = (f"the model has {len(convs)} conv layer{'s' * (len(convs) > 1)}" if wanted.isdigit()
-                   else "the model has no layer of that name")
-    choices = ", ".join(f"{number} {conv.name} ({format_shape(conv.output_shape)})"
-                        for number, conv in enumerate(convs, 1))
+        problem = (
+            f"the model has {len(convs)} conv layer{'s' * (len(convs) > 1)}"
+            if wanted.isdigit()
+            else "the model has no layer of that name"
+        )
+    choices = ", ".join(
+        f"{number} {conv.name} ({format_shape(conv.output_shape)})" for number, conv in enumerate(convs, 1)
+    )
     raise CnnlabError(f"--layer {wanted}: {problem}; choose a conv layer by name or number: {choices}")
 
 
@@ -99,7 +105,11 @@ def kernel_pictures(model, layer: str | int | None = None) -> tuple[object, np.n
     weights = chosen.conv.weight.detach().float().cpu().numpy()  # (filters, channels, kh, kw)
     channels = weights.shape[1]
     if chosen is conv_layers(model)[0] and channels == 3 and model.input_shape[-1] == 3:
-        return chosen, weights.transpose(0, 2, 3, 1), "in colour: each kernel's red, green and blue slices, mid-gray = 0"
+        return (
+            chosen,
+            weights.transpose(0, 2, 3, 1),
+            "in colour: each kernel's red, green and blue slices, mid-gray = 0",
+        )
     signs = "blue negative, white 0, red positive"
     how = signs if channels == 1 else f"each averaged over its {channels} input channels; {signs}"
     return chosen, weights.mean(axis=1), how
@@ -108,8 +118,10 @@ def kernel_pictures(model, layer: str | int | None = None) -> tuple[object, np.n
 def kernel_shape_line(layer) -> str:
     """'conv2d: 32 kernels 3×3×1 (Keras kernel shape (3, 3, 1, 32))': the weights as the course prints them."""
     filters, channels, height, width = layer.conv.weight.shape
-    return (f"{layer.name}: {filters} kernels {height}×{width}×{channels} "
-            f"(Keras kernel shape {(height, width, channels, filters)})")
+    return (
+        f"{layer.name}: {filters} kernels {height}×{width}×{channels} "
+        f"(Keras kernel shape {(height, width, channels, filters)})"
+    )
 
 
 def draw_kernels(model, layer: str | int | None = None, out=None) -> Figure:
@@ -120,8 +132,11 @@ def draw_kernels(model, layer: str | int | None = None, out=None) -> Figure:
     rows = math.ceil(filters / columns)
     colour = pictures.ndim == 4
     colorbar_inches = 0.3 if colour else 1.2
-    figure = Figure(figsize=(columns * KERNEL_INCHES + colorbar_inches, rows * KERNEL_INCHES + 2 * TITLE_INCHES),
-                    dpi=DPI, layout="constrained")
+    figure = Figure(
+        figsize=(columns * KERNEL_INCHES + colorbar_inches, rows * KERNEL_INCHES + 2 * TITLE_INCHES),
+        dpi=DPI,
+        layout="constrained",
+    )
     panels = figure.subplots(rows, columns, squeeze=False).ravel()
     limit = float(np.abs(pictures).max()) or 1.0  # one scale for the layer, symmetric around 0
     for index, axes in enumerate(panels):
@@ -162,15 +177,21 @@ def dataset_image(model, run, index: int = 0) -> tuple[np.ndarray, str]:
         raise CnnlabError(f"{config_file}: cannot read the run's settings ({problem}); give an IMAGE instead") from None
     if not settings.get("dataset"):
         raise CnnlabError(f"{config_file}: not found, and the model names no dataset; give an IMAGE instead")
-    data = load_dataset(settings["dataset"], data_dir=settings.get("data_dir"),
-                        image_size=settings.get("image_size", 28), channels=settings.get("channels", 1))
+    data = load_dataset(
+        settings["dataset"],
+        data_dir=settings.get("data_dir"),
+        image_size=settings.get("image_size", 28),
+        channels=settings.get("channels", 1),
+    )
     count = len(data.x_test)
     if not 0 <= index < count:
         raise CnnlabError(f"--index {index}: the {data.name} test split has {count} images; give 0 to {count - 1}")
     image = data.x_test[index]  # (H, W, C) uint8
     if image.shape != tuple(model.input_shape):
-        raise CnnlabError(f"{data.name}: its images are {format_shape(image.shape)}, the model takes "
-                          f"{format_shape(model.input_shape)}; give an IMAGE instead")
+        raise CnnlabError(
+            f"{data.name}: its images are {format_shape(image.shape)}, the model takes "
+            f"{format_shape(model.input_shape)}; give an IMAGE instead"
+        )
     return image, f"test image {index} of {data.name} (label: {data.class_names[data.y_test[index]]})"
 
 
@@ -186,8 +207,9 @@ def image_file_input(model, path) -> np.ndarray:
 # ---------------------------------------------------------------------------------- feature maps
 
 
-def draw_feature_maps(model, image: np.ndarray, out=None, max_channels: int = DEFAULT_MAX_CHANNELS,
-                      source: str = "") -> Figure:
+def draw_feature_maps(
+    model, image: np.ndarray, out=None, max_channels: int = DEFAULT_MAX_CHANNELS, source: str = ""
+) -> Figure:
     """The input, then the first ``max_channels`` maps of every conv and pooling layer, a row per layer.
 
     ``image`` is uint8 (H, W, C) shaped like the model's input; ``source`` says where it came from.
@@ -196,8 +218,10 @@ def draw_feature_maps(model, image: np.ndarray, out=None, max_channels: int = DE
 
     image = np.asarray(image)
     if image.dtype != np.uint8 or image.shape != tuple(model.input_shape):
-        raise ValueError(f"image must be uint8 {tuple(model.input_shape)}, the model's input. "
-                         f"Received: image of shape {image.shape} and dtype {image.dtype}")
+        raise ValueError(
+            f"image must be uint8 {tuple(model.input_shape)}, the model's input. "
+            f"Received: image of shape {image.shape} and dtype {image.dtype}"
+        )
     if not (isinstance(max_channels, int) and max_channels >= 1):
         raise ValueError(f"max_channels must be a positive integer. Received: max_channels={max_channels!r}")
     conv_layers(model)  # a model without conv layers has nothing to show
@@ -207,8 +231,11 @@ def draw_feature_maps(model, image: np.ndarray, out=None, max_channels: int = DE
     lines = [math.ceil(count / MAX_COLUMNS) for count in shown]
     columns = min(MAX_COLUMNS, max(shown))
     heights = [INPUT_INCHES + TITLE_INCHES] + [n * MAP_INCHES + TITLE_INCHES for n in lines]
-    figure = Figure(figsize=(max(columns * MAP_INCHES, 2 * INPUT_INCHES) + 0.2, sum(heights) + TITLE_INCHES),
-                    dpi=DPI, layout="constrained")
+    figure = Figure(
+        figsize=(max(columns * MAP_INCHES, 2 * INPUT_INCHES) + 0.2, sum(heights) + TITLE_INCHES),
+        dpi=DPI,
+        layout="constrained",
+    )
     rows = figure.subfigures(len(heights), 1, height_ratios=heights)
 
     axes = rows[0].subplots()
@@ -233,8 +260,11 @@ def draw_feature_maps(model, image: np.ndarray, out=None, max_channels: int = DE
             axes.set_yticks([])
         which = "" if count == len(planes) else f": channels 0–{count - 1} of {len(planes)}"
         row.suptitle(f"{layer.name} ({format_shape(layer.output_shape)}){which}", fontsize=11)
-    figure.suptitle(f"feature maps of {model.name}: red positive, blue negative, white 0; "
-                    "each map scaled to its own largest |value|", fontsize=10)
+    figure.suptitle(
+        f"feature maps of {model.name}: red positive, blue negative, white 0; "
+        "each map scaled to its own largest |value|",
+        fontsize=10,
+    )
     if out is not None:
         save_figure(figure, out)
     return figure

@@ -56,8 +56,9 @@ def sample_grid(images, labels, class_names: list[str], out=None):
 
     count = len(images)
     if count == 0 or len(labels) != count:
-        raise ValueError(f"sample_grid needs as many labels as images, at least one. "
-                         f"Received: {count} images, {len(labels)} labels")
+        raise ValueError(
+            f"sample_grid needs as many labels as images, at least one. Received: {count} images, {len(labels)} labels"
+        )
     columns = math.ceil(math.sqrt(count))
     rows = math.ceil(count / columns)
     figure = Figure(figsize=(1.4 * columns, 1.5 * rows), dpi=100, layout="constrained")
@@ -81,8 +82,12 @@ class CurvesProcess:
 
     def __init__(self):
         try:
-            self.process = subprocess.Popen([sys.executable, "-m", "cnnlab.lab.plots"], stdin=subprocess.PIPE,
-                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "cnnlab.lab.plots"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
         except OSError:
             self.process = None
 

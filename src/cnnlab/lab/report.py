@@ -61,8 +61,10 @@ class Report:
         errors = self.confusion.copy()
         np.fill_diagonal(errors, 0)
         order = np.argsort(-errors, axis=None, kind="stable")[:top]
-        pairs = [(int(true), int(guess), int(errors[true, guess]))
-                 for true, guess in zip(*np.unravel_index(order, errors.shape))]
+        pairs = [
+            (int(true), int(guess), int(errors[true, guess]))
+            for true, guess in zip(*np.unravel_index(order, errors.shape))
+        ]
         return [pair for pair in pairs if pair[2] > 0]
 
     def to_dict(self) -> dict:
@@ -71,13 +73,23 @@ class Report:
             "accuracy": self.accuracy,
             "class_names": names,
             "confusion_matrix": self.confusion.tolist(),
-            "per_class": [{"class": name, "precision": float(p), "recall": float(r), "f1": float(f),
-                           "support": int(s)}
-                          for name, p, r, f, s in zip(names, self.precision, self.recall, self.f1, self.support)],
-            "most_confused": [{"true": names[true], "predicted": names[guess], "count": count}
-                              for true, guess, count in self.confused_pairs()],
-            "worst_mistakes": [{"index": int(i), "true": names[self.labels[i]], "predicted": names[self.predicted[i]],
-                                "probability": float(self.confidence[i])} for i in self.mistakes],
+            "per_class": [
+                {"class": name, "precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+                for name, p, r, f, s in zip(names, self.precision, self.recall, self.f1, self.support)
+            ],
+            "most_confused": [
+                {"true": names[true], "predicted": names[guess], "count": count}
+                for true, guess, count in self.confused_pairs()
+            ],
+            "worst_mistakes": [
+                {
+                    "index": int(i),
+                    "true": names[self.labels[i]],
+                    "predicted": names[self.predicted[i]],
+                    "probability": float(self.confidence[i]),
+                }
+                for i in self.mistakes
+            ],
         }
 
 
@@ -91,8 +103,9 @@ def confusion_matrix(true: np.ndarray, predicted: np.ndarray, classes: int) -> n
     """(classes, classes) counts: row = true class, column = predicted class."""
     true, predicted = np.asarray(true, np.int64), np.asarray(predicted, np.int64)
     if true.shape != predicted.shape:
-        raise ValueError(f"confusion_matrix needs one prediction per label. "
-                         f"Received: {true.shape} and {predicted.shape}")
+        raise ValueError(
+            f"confusion_matrix needs one prediction per label. Received: {true.shape} and {predicted.shape}"
+        )
     return np.bincount(true * classes + predicted, minlength=classes * classes).reshape(classes, classes)
 
 
@@ -105,8 +118,14 @@ def build_report(logits, labels, class_names: list[str], worst: int = WORST_MIST
     predicted, confidence = probabilities.argmax(1), probabilities.max(1)
     wrong = np.flatnonzero(predicted != labels)
     mistakes = wrong[np.argsort(-confidence[wrong], kind="stable")][:worst]
-    return Report(list(class_names), confusion_matrix(labels, predicted, len(class_names)), labels, predicted,
-                  confidence, mistakes)
+    return Report(
+        list(class_names),
+        confusion_matrix(labels, predicted, len(class_names)),
+        labels,
+        predicted,
+        confidence,
+        mistakes,
+    )
 
 
 def format_report(report: Report) -> str:
@@ -117,15 +136,22 @@ def format_report(report: Report) -> str:
     row_names = names if short else [f"{i} {name}" for i, name in enumerate(names)]
     cell = max(3, len(str(report.confusion.max())), *(len(h) for h in headers))
     first = max(len("true \\ predicted"), *(len(name) for name in row_names))
-    lines = [f"accuracy: {report.accuracy:.4f} ({np.trace(report.confusion)} of {report.confusion.sum()})", "",
-             "confusion matrix (rows: true class, columns: predicted class)",
-             "true \\ predicted".ljust(first) + " " + " ".join(h.rjust(cell) for h in headers)]
-    lines += [name.ljust(first) + " " + " ".join(str(count).rjust(cell) for count in row)
-              for name, row in zip(row_names, report.confusion)]
+    lines = [
+        f"accuracy: {report.accuracy:.4f} ({np.trace(report.confusion)} of {report.confusion.sum()})",
+        "",
+        "confusion matrix (rows: true class, columns: predicted class)",
+        "true \\ predicted".ljust(first) + " " + " ".join(h.rjust(cell) for h in headers),
+    ]
+    lines += [
+        name.ljust(first) + " " + " ".join(str(count).rjust(cell) for count in row)
+        for name, row in zip(row_names, report.confusion)
+    ]
     width = max(len("class"), *(len(name) for name in names))
     lines += ["", f"{'class'.ljust(width)}  precision  recall      f1  support"]
-    lines += [f"{name.ljust(width)}  {p:9.4f}  {r:6.4f}  {f:6.4f}  {s:7d}" for name, p, r, f, s
-              in zip(names, report.precision, report.recall, report.f1, report.support)]
+    lines += [
+        f"{name.ljust(width)}  {p:9.4f}  {r:6.4f}  {f:6.4f}  {s:7d}"
+        for name, p, r, f, s in zip(names, report.precision, report.recall, report.f1, report.support)
+    ]
     lines += ["", "most confused (true -> predicted: count)"]
     pairs = report.confused_pairs()
     lines += [f"  {names[true]} -> {names[guess]}: {count}" for true, guess, count in pairs] or ["  none: no mistakes"]
@@ -146,8 +172,9 @@ def confusion_figure(report: Report, out=None):
     shown = axes.imshow(fractions, cmap="Blues", vmin=0, vmax=1)
     figure.colorbar(shown, ax=axes, label="fraction of the true class")
     crowded = classes > 10 or max(len(name) for name in report.class_names) > 3  # long names: slant them
-    axes.set_xticks(range(classes), report.class_names, rotation=45 if crowded else 0,
-                    ha="right" if crowded else "center")
+    axes.set_xticks(
+        range(classes), report.class_names, rotation=45 if crowded else 0, ha="right" if crowded else "center"
+    )
     axes.set_yticks(range(classes), report.class_names)
     axes.set_xlabel("predicted class")
     axes.set_ylabel("true class")
@@ -155,8 +182,15 @@ def confusion_figure(report: Report, out=None):
     if classes <= ANNOTATE_UP_TO:
         for (true, guess), count in np.ndenumerate(report.confusion):
             if count:
-                axes.text(guess, true, str(count), ha="center", va="center", fontsize=8,
-                          color="white" if fractions[true, guess] > 0.5 else "black")
+                axes.text(
+                    guess,
+                    true,
+                    str(count),
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if fractions[true, guess] > 0.5 else "black",
+                )
     if out is not None:
         save_figure(figure, out)
     return figure
@@ -169,8 +203,10 @@ def mistakes_figure(report: Report, images, out=None):
     if not len(report.mistakes):
         return None
     names = report.class_names
-    titles = [f"true {names[report.labels[i]]}\npred {names[report.predicted[i]]} {report.confidence[i]:.2f}"
-              for i in report.mistakes]
+    titles = [
+        f"true {names[report.labels[i]]}\npred {names[report.predicted[i]]} {report.confidence[i]:.2f}"
+        for i in report.mistakes
+    ]
     figure = sample_grid(np.asarray(images)[report.mistakes], np.arange(len(titles)), titles)
     figure.suptitle("most confident mistakes")
     if out is not None:

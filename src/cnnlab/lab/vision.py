@@ -57,8 +57,10 @@ def _as_real_array(values, name: str, ndims: tuple[int, ...]) -> np.ndarray:
     array = np.asarray(values)
     if array.ndim not in ndims or array.size == 0 or array.dtype.kind not in "biuf":
         ranks = " or ".join(f"{n}-D" for n in ndims)
-        raise ValueError(f"{name} must be a non-empty {ranks} array of real numbers. "
-                         f"Received: {name} of shape {array.shape} and dtype {array.dtype}")
+        raise ValueError(
+            f"{name} must be a non-empty {ranks} array of real numbers. "
+            f"Received: {name} of shape {array.shape} and dtype {array.dtype}"
+        )
     return array.astype(np.float64)
 
 
@@ -88,15 +90,18 @@ def output_size(n: int, k: int, s: int, padding: str) -> tuple[int, int]:
     if padding == "same":
         pad_total = max((math.ceil(n / s) - 1) * s + k - n, 0)
     elif k > n:
-        raise ValueError(f"a {k}-pixel window does not fit in {n} pixels with padding='valid'; "
-                         f"use padding='same' or a smaller window. Received: n={n}, k={k}")
+        raise ValueError(
+            f"a {k}-pixel window does not fit in {n} pixels with padding='valid'; "
+            f"use padding='same' or a smaller window. Received: n={n}, k={k}"
+        )
     else:
         pad_total = 0
     return (n + pad_total - k) // s + 1, pad_total
 
 
-def _windows(planes: np.ndarray, window: tuple[int, int], stride: tuple[int, int],
-             padding: str, fill: float) -> np.ndarray:
+def _windows(
+    planes: np.ndarray, window: tuple[int, int], stride: tuple[int, int], padding: str, fill: float
+) -> np.ndarray:
     """Every window the layer looks at, (H', W', C, kh, kw): a view of the padded planes."""
     widths = []
     for n, k, s in zip(planes.shape[:2], window, stride):
@@ -124,8 +129,10 @@ def convolve(image, kernel, stride=(1, 1), padding: str = "valid", per_channel: 
     if weights.ndim == 2:  # the same weights for every channel
         weights = np.broadcast_to(weights[:, :, None], weights.shape + planes.shape[2:])
     elif weights.shape[2] != planes.shape[2]:
-        raise ValueError(f"a 3-D kernel needs one (kh, kw) slice per image channel ({planes.shape[2]}). "
-                         f"Received: kernel of shape {weights.shape}")
+        raise ValueError(
+            f"a 3-D kernel needs one (kh, kw) slice per image channel ({planes.shape[2]}). "
+            f"Received: kernel of shape {weights.shape}"
+        )
     windows = _windows(planes, weights.shape[:2], _positive_pair(stride, "stride"), padding, fill=0.0)
     if per_channel and np.ndim(image) == 3:
         return np.einsum("yxcij,ijc->yxc", windows, weights)  # (H', W', C)
@@ -237,12 +244,16 @@ def parse_kernel(spec: str, size: int | None = None, seed: int = 0) -> tuple[str
     try:
         rows = [[float(value) for value in row.split(",")] for row in spec.split(";")]
     except ValueError:
-        raise CnnlabError(f"--kernel {spec!r}: not a kernel name, a matrix or a .npy/.txt file; use one of "
-                          f"{', '.join(KERNELS)}, a matrix like '1,2,1;0,0,0;-1,-2,-1', or a file") from None
+        raise CnnlabError(
+            f"--kernel {spec!r}: not a kernel name, a matrix or a .npy/.txt file; use one of "
+            f"{', '.join(KERNELS)}, a matrix like '1,2,1;0,0,0;-1,-2,-1', or a file"
+        ) from None
     if len({len(row) for row in rows}) > 1:
         lengths = ", ".join(str(len(row)) for row in rows)
-        raise CnnlabError(f"--kernel {spec!r}: its rows have {lengths} values; give every row "
-                          "(rows end with ';') as many values (separated by ',')")
+        raise CnnlabError(
+            f"--kernel {spec!r}: its rows have {lengths} values; give every row "
+            "(rows end with ';') as many values (separated by ',')"
+        )
     return "matrix", _as_kernel(rows)
 
 
@@ -255,8 +266,9 @@ def _read_kernel_file(path: Path) -> np.ndarray:
     except FileNotFoundError:
         raise CnnlabError(f"{path}: no such kernel file; check the path") from None
     except (OSError, ValueError) as problem:
-        raise CnnlabError(f"{path}: cannot read a kernel from it ({problem}); "
-                          "write one with np.save or np.savetxt") from None
+        raise CnnlabError(
+            f"{path}: cannot read a kernel from it ({problem}); write one with np.save or np.savetxt"
+        ) from None
 
 
 # ---------------------------------------------------------------------------------- images

@@ -46,15 +46,19 @@ def _pair(value, argument: str, layer: str) -> tuple[int, int]:
         or len(pair) != 2
         or not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_WINDOW for v in pair)
     ):
-        raise ValueError(f"{layer}: {argument} must be an integer from 1 to {MAX_WINDOW} or a pair of them. "
-                         f"Received: {argument}={value!r}")
+        raise ValueError(
+            f"{layer}: {argument} must be an integer from 1 to {MAX_WINDOW} or a pair of them. "
+            f"Received: {argument}={value!r}"
+        )
     return pair
 
 
 def _activation(name, layer: str) -> str:
     name = "linear" if name is None else name
     if name not in ACTIVATIONS:
-        raise ValueError(f"{layer}: unknown activation; use one of {', '.join(ACTIVATIONS)}. Received: activation={name!r}")
+        raise ValueError(
+            f"{layer}: unknown activation; use one of {', '.join(ACTIVATIONS)}. Received: activation={name!r}"
+        )
     return name
 
 
@@ -91,8 +95,10 @@ def _check_padding(layer, input_shape, rows: int, columns: int) -> None:
     """Refuse a 'same' window so much larger than its input that the padded input cannot exist in memory."""
     height, width = input_shape[:2]
     if (rows or columns) and (height + rows) * (width + columns) > MAX_PADDED_PIXELS:
-        raise ValueError(f"{layer.type_name} '{layer.name}': padding 'same' for this window would pad the input "
-                         f"{input_shape} to {height + rows}×{width + columns} pixels; use a smaller window")
+        raise ValueError(
+            f"{layer.type_name} '{layer.name}': padding 'same' for this window would pad the input "
+            f"{input_shape} to {height + rows}×{width + columns} pixels; use a smaller window"
+        )
 
 
 class Layer(nn.Module):
@@ -149,8 +155,17 @@ class Input:
 class Conv2D(Layer):
     type_name = "Conv2D"
 
-    def __init__(self, filters, kernel_size, strides=(1, 1), padding="valid", activation=None, use_bias=True,
-                 name=None, input_shape=None):
+    def __init__(
+        self,
+        filters,
+        kernel_size,
+        strides=(1, 1),
+        padding="valid",
+        activation=None,
+        use_bias=True,
+        name=None,
+        input_shape=None,
+    ):
         super().__init__(name, input_shape)
         if not isinstance(filters, int) or isinstance(filters, bool) or filters < 1:
             raise ValueError(f"Conv2D: filters must be a positive integer. Received: filters={filters!r}")
@@ -175,8 +190,14 @@ class Conv2D(Layer):
         _check_padding(self, input_shape, top + bottom, left + right)
         symmetric = top == bottom and left == right
         self.pad = None if symmetric else (left, right, top, bottom)
-        self.conv = nn.Conv2d(channels, self.filters, self.kernel_size, self.strides,
-                              padding=(top, left) if symmetric else 0, bias=self.use_bias)
+        self.conv = nn.Conv2d(
+            channels,
+            self.filters,
+            self.kernel_size,
+            self.strides,
+            padding=(top, left) if symmetric else 0,
+            bias=self.use_bias,
+        )
         nn.init.xavier_uniform_(self.conv.weight)  # glorot uniform: fan_in = kh·kw·C_in, fan_out = kh·kw·filters
         if self.use_bias:
             nn.init.zeros_(self.conv.bias)
@@ -188,9 +209,15 @@ class Conv2D(Layer):
         return self.activate(self.conv(x))
 
     def get_config(self):
-        return {**super().get_config(), "filters": self.filters, "kernel_size": list(self.kernel_size),
-                "strides": list(self.strides), "padding": self.padding, "activation": self.activation,
-                "use_bias": self.use_bias}
+        return {
+            **super().get_config(),
+            "filters": self.filters,
+            "kernel_size": list(self.kernel_size),
+            "strides": list(self.strides),
+            "padding": self.padding,
+            "activation": self.activation,
+            "use_bias": self.use_bias,
+        }
 
 
 class _Pool2D(Layer):
@@ -216,8 +243,12 @@ class _Pool2D(Layer):
         return out_h, out_w, channels
 
     def get_config(self):
-        return {**super().get_config(), "pool_size": list(self.pool_size), "strides": list(self.strides),
-                "padding": self.padding}
+        return {
+            **super().get_config(),
+            "pool_size": list(self.pool_size),
+            "strides": list(self.strides),
+            "padding": self.padding,
+        }
 
 
 class MaxPool2D(_Pool2D):
@@ -351,7 +382,16 @@ AveragePooling2D = AvgPool2D
 
 LAYER_TYPES: dict[str, type[Layer]] = {
     cls.type_name: cls
-    for cls in (Conv2D, MaxPool2D, AvgPool2D, Activation, Flatten, Dense, Dropout, BatchNormalization,
-                GlobalAveragePooling2D)
+    for cls in (
+        Conv2D,
+        MaxPool2D,
+        AvgPool2D,
+        Activation,
+        Flatten,
+        Dense,
+        Dropout,
+        BatchNormalization,
+        GlobalAveragePooling2D,
+    )
 }
 LAYER_ALIASES = {"MaxPooling2D": "MaxPool2D", "AveragePooling2D": "AvgPool2D"}

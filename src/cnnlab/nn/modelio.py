@@ -17,6 +17,8 @@ FORMAT = "cnnlab.model"
 VERSION = 1
 ARCHITECTURE_FILE = "model.json"
 WEIGHTS_FILE = "model.safetensors"
+
+
 def save(model, folder: str | Path, class_names=None, dataset: str | None = None) -> Path:
     """Save a model's architecture and weights into ``folder`` (created if missing)."""
     from safetensors.torch import save as tensors_to_bytes
@@ -24,9 +26,13 @@ def save(model, folder: str | Path, class_names=None, dataset: str | None = None
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     names = class_names if class_names is not None else getattr(model, "class_names", None)
-    header = {"format": FORMAT, "version": VERSION, "spec": model.to_spec(),
-              "class_names": list(names) if names is not None else None,
-              "dataset": dataset or getattr(model, "dataset", None)}
+    header = {
+        "format": FORMAT,
+        "version": VERSION,
+        "spec": model.to_spec(),
+        "class_names": list(names) if names is not None else None,
+        "dataset": dataset or getattr(model, "dataset", None),
+    }
     weights = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
     write_atomic(folder / WEIGHTS_FILE, tensors_to_bytes(weights, metadata={"format": FORMAT}))
     write_json(folder / ARCHITECTURE_FILE, header)
@@ -42,8 +48,10 @@ def _check_safetensors_framing(path: Path) -> None:
     if 0 < header_length <= size - 8 and start[8:9] == b"{":
         return
     if start[:1] == b"\x80" or start[:2] == b"PK":
-        raise CnnlabError(f"{path}: this is a pickle or torch.save file; cnnlab never unpickles model files. "
-                          "Save weights with safetensors (cnnlab.save) instead")
+        raise CnnlabError(
+            f"{path}: this is a pickle or torch.save file; cnnlab never unpickles model files. "
+            "Save weights with safetensors (cnnlab.save) instead"
+        )
     raise CnnlabError(f"{path}: not a safetensors file; re-save the model with cnnlab.save or cnnlab train")
 
 
@@ -65,10 +73,12 @@ def load(path: str | Path):
     except (json.JSONDecodeError, UnicodeDecodeError) as problem:
         raise CnnlabError(f"{architecture}: not a cnnlab model file ({problem})") from None
     if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise CnnlabError(f"{architecture}: not a cnnlab model file (no \"format\": \"{FORMAT}\")")
+        raise CnnlabError(f'{architecture}: not a cnnlab model file (no "format": "{FORMAT}")')
     if header.get("version") != VERSION:
-        raise CnnlabError(f"{architecture}: model file version {header.get('version')} is not supported "
-                          f"(this cnnlab reads version {VERSION})")
+        raise CnnlabError(
+            f"{architecture}: model file version {header.get('version')} is not supported "
+            f"(this cnnlab reads version {VERSION})"
+        )
     model = model_from_spec(header["spec"])
     _check_safetensors_framing(weights)
     try:
@@ -81,8 +91,9 @@ def load(path: str | Path):
         raise CnnlabError(f"{weights}: weights do not match {architecture} (missing {missing}, unexpected {extra})")
     for key, tensor in state.items():
         if tensor.shape != expected[key].shape:
-            raise CnnlabError(f"{weights}: {key} has shape {tuple(tensor.shape)}, the architecture needs "
-                              f"{tuple(expected[key].shape)}")
+            raise CnnlabError(
+                f"{weights}: {key} has shape {tuple(tensor.shape)}, the architecture needs {tuple(expected[key].shape)}"
+            )
     model.load_state_dict(state)
     model.class_names = header.get("class_names") or [str(i) for i in range(model.output_shape[0])]
     model.dataset = header.get("dataset")

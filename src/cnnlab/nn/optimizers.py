@@ -53,8 +53,12 @@ class KerasRMSprop(_WithoutCompileGuards, torch.optim.Optimizer):
     """velocity = rho·velocity + (1 − rho)·g²;  w −= lr·g / sqrt(velocity + epsilon)  (Keras 3, no momentum)."""
 
     def __init__(self, params, lr: float = 1e-3, rho: float = 0.9, epsilon: float = 1e-7, weight_decay: float = 0.0):
-        for name, value, low, high in (("lr", lr, 0, None), ("rho", rho, 0, 1), ("epsilon", epsilon, 0, None),
-                                       ("weight_decay", weight_decay, 0, None)):
+        for name, value, low, high in (
+            ("lr", lr, 0, None),
+            ("rho", rho, 0, 1),
+            ("epsilon", epsilon, 0, None),
+            ("weight_decay", weight_decay, 0, None),
+        ):
             if value < low or (high is not None and value >= high):
                 raise ValueError(f"KerasRMSprop: {name} out of range. Received: {name}={value!r}")
         super().__init__(params, {"lr": lr, "rho": rho, "epsilon": epsilon, "weight_decay": weight_decay})
@@ -105,7 +109,7 @@ OPTIMIZERS = {
 
 
 def make_optimizer(model, config):
-    """The optimizer ``config`` (a FitConfig or TrainConfig of cnnlab.training.config) names, with Keras's defaults where it gives none."""
+    """The optimizer ``config`` (a FitConfig or TrainConfig) names, with Keras's defaults where it gives none."""
     optimizer_class, default_lr, defaults = OPTIMIZERS[config.optimizer]
     options = dict(defaults)
     if config.momentum is not None and config.optimizer == "sgd":

@@ -55,8 +55,10 @@ def parse_model(text: str, input_shape=None, classes: int | None = None) -> Sequ
         spec.setdefault("name", path.stem)
         return model_from_spec(spec, input_shape)
     if "(" not in text and "-" not in text and text.lower() not in KEYWORDS:
-        raise SpecError(f"unknown model {text!r}; choose one of {', '.join(MODEL_CARDS)}, a .json spec or a "
-                        "one-line spec such as 'conv(32,3)-maxpool(2)-relu-flatten-dense(10,softmax)'")
+        raise SpecError(
+            f"unknown model {text!r}; choose one of {', '.join(MODEL_CARDS)}, a .json spec or a "
+            "one-line spec such as 'conv(32,3)-maxpool(2)-relu-flatten-dense(10,softmax)'"
+        )
     spec = parse_spec_line(text)
     spec.setdefault("name", "custom")
     return model_from_spec(spec, input_shape)

@@ -83,8 +83,11 @@ class Sequential(nn.Module):
         return torch.softmax(self(x).float(), dim=1)
 
     def to_spec(self) -> dict:
-        return {"name": self.name, "input_shape": list(self.input_shape or ()),
-                "layers": [layer.get_config() for layer in self.layers]}
+        return {
+            "name": self.name,
+            "input_shape": list(self.input_shape or ()),
+            "layers": [layer.get_config() for layer in self.layers],
+        }
 
     def to_json(self) -> str:
         return json.dumps(self.to_spec(), indent=2)

@@ -26,17 +26,17 @@ class SpecError(CnnlabError, ValueError):
 def model_from_spec(spec: dict, input_shape=None) -> Sequential:
     """Build a model from its JSON spec; every problem is a SpecError naming the layer."""
     if not isinstance(spec, dict) or not isinstance(spec.get("layers"), list) or not spec["layers"]:
-        raise SpecError("model spec: expected an object with a non-empty \"layers\" list")
+        raise SpecError('model spec: expected an object with a non-empty "layers" list')
     shape = input_shape or spec.get("input_shape")
     if not shape:
-        raise SpecError("model spec: no input shape; give \"input_shape\": [H, W, C] or --input-shape H,W,C")
+        raise SpecError('model spec: no input shape; give "input_shape": [H, W, C] or --input-shape H,W,C')
     try:
         model = Sequential(input_shape=shape, name=str(spec.get("name", "sequential")))
     except ValueError as problem:
         raise SpecError(f"model spec: {problem}") from None
     for index, config in enumerate(spec["layers"]):
         if not isinstance(config, dict) or not isinstance(config.get("type"), str):
-            raise SpecError(f"model spec: layer {index} must be an object with a \"type\" such as \"Conv2D\"")
+            raise SpecError(f'model spec: layer {index} must be an object with a "type" such as "Conv2D"')
         kind = LAYER_ALIASES.get(config["type"], config["type"])
         if kind not in LAYER_TYPES:
             raise SpecError(
@@ -48,8 +48,10 @@ def model_from_spec(spec: dict, input_shape=None) -> Sequential:
         except (TypeError, ValueError) as problem:
             raise SpecError(f"model spec: layer {index} ({kind}): {problem}") from None
         except (RuntimeError, MemoryError):  # torch cannot allocate the weights (or even count their bytes)
-            raise SpecError(f"model spec: layer {index} ({kind}): its weights are too large for memory; use fewer "
-                            "units or filters, or a smaller kernel") from None
+            raise SpecError(
+                f"model spec: layer {index} ({kind}): its weights are too large for memory; use fewer "
+                "units or filters, or a smaller kernel"
+            ) from None
     return model
 
 

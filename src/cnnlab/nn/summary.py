@@ -44,10 +44,15 @@ class Summary:
         return sum(row.mult_adds for row in self.rows)
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "input_shape": list(self.input_shape),
-                "layers": [{**asdict(row), "output_shape": list(row.output_shape)} for row in self.rows],
-                "total_params": self.total, "trainable_params": self.trainable,
-                "non_trainable_params": self.non_trainable, "mult_adds": self.mult_adds}
+        return {
+            "name": self.name,
+            "input_shape": list(self.input_shape),
+            "layers": [{**asdict(row), "output_shape": list(row.output_shape)} for row in self.rows],
+            "total_params": self.total,
+            "trainable_params": self.trainable,
+            "non_trainable_params": self.non_trainable,
+            "mult_adds": self.mult_adds,
+        }
 
 
 def _mult_adds(layer) -> int:
@@ -69,8 +74,16 @@ def summarize(model) -> Summary:
         trainable = sum(p.numel() for p in layer.parameters() if p.requires_grad)
         frozen = sum(p.numel() for p in layer.parameters() if not p.requires_grad)
         stats = sum(b.numel() for n, b in layer.named_buffers() if n.endswith(("running_mean", "running_var")))
-        rows.append(LayerRow(layer.name, layer.type_name, tuple(layer.output_shape),
-                             trainable + frozen + stats, trainable, _mult_adds(layer)))
+        rows.append(
+            LayerRow(
+                layer.name,
+                layer.type_name,
+                tuple(layer.output_shape),
+                trainable + frozen + stats,
+                trainable,
+                _mult_adds(layer),
+            )
+        )
     return Summary(model.name, tuple(model.input_shape), rows)
 
 
@@ -81,22 +94,26 @@ def _shape(shape: tuple[int, ...]) -> str:
 def format_summary(summary: Summary) -> str:
     """The text of ``model.summary()``, with a multiply-adds column."""
     header = ("Layer (type)", "Output Shape", "Param #", "Mult-adds")
-    cells = [(f"{r.name} ({r.type})", _shape(r.output_shape), f"{r.params:,}", f"{r.mult_adds:,}")
-             for r in summary.rows]
+    cells = [
+        (f"{r.name} ({r.type})", _shape(r.output_shape), f"{r.params:,}", f"{r.mult_adds:,}") for r in summary.rows
+    ]
     widths = [max(len(row[i]) for row in [header, *cells]) for i in range(4)]
 
     def line(row):
-        return "  ".join([row[0].ljust(widths[0]), row[1].ljust(widths[1]),
-                          row[2].rjust(widths[2]), row[3].rjust(widths[3])]).rstrip()
+        return "  ".join(
+            [row[0].ljust(widths[0]), row[1].ljust(widths[1]), row[2].rjust(widths[2]), row[3].rjust(widths[3])]
+        ).rstrip()
 
     rule = "─" * len(line(header))
     lines = [f'Model: "{summary.name}"   input {_shape(summary.input_shape)}', rule, line(header), rule]
     lines += [line(row) for row in cells]
-    lines += [rule,
-              f"Total params: {summary.total:,}",
-              f"Trainable params: {summary.trainable:,}",
-              f"Non-trainable params: {summary.non_trainable:,}",
-              f"Multiply-adds per sample: {summary.mult_adds:,}"]
+    lines += [
+        rule,
+        f"Total params: {summary.total:,}",
+        f"Trainable params: {summary.trainable:,}",
+        f"Non-trainable params: {summary.non_trainable:,}",
+        f"Multiply-adds per sample: {summary.mult_adds:,}",
+    ]
     return "\n".join(lines)
 
 

@@ -8,8 +8,9 @@
 ``POST /api/predict`` takes either ``multipart/form-data`` with a file field ``image`` (PNG, JPEG,
 BMP, GIF or WebP), or JSON ``{"pixels": [[...], ...]}``: rows of gray levels, 0..1 or 0..255, light
 ink on a dark background as MNIST's (28 rows of 28 for an MNIST model; dark on light works too).
-Both go through ``cnnlab.data.images`` and ``cnnlab.data.digits`` as any picture does. With ``?maps=N`` the answer also holds the
-first N channels of every conv layer's output, each a small PNG data URL scaled to its own range.
+Both go through ``cnnlab.data.images`` and ``cnnlab.data.digits`` as any picture does. With ``?maps=N``
+the answer also holds the first N channels of every conv layer's output, each a small PNG data URL
+scaled to its own range.
 
 Answers: 200 the prediction; 400 not an image, or malformed JSON; 413 a body over ``max_upload``
 bytes; 415 another content type; 422 a blank picture (no ink: nothing to predict); 408 a client
@@ -41,8 +42,9 @@ try:
     from swagger_ui_bundle import swagger_ui_path  # the /docs page's scripts, served locally
     from uvicorn.protocols.http.h11_impl import H11Protocol
 except ImportError as missing:
-    raise CnnlabError(f"cnnlab serve needs the web extra ({missing.name} is not installed); "
-                      "run: pip install 'cnnlab[web]'") from None
+    raise CnnlabError(
+        f"cnnlab serve needs the web extra ({missing.name} is not installed); run: pip install 'cnnlab[web]'"
+    ) from None
 
 STATIC = Path(__file__).parent / "static"
 MAX_UPLOAD = 10_000_000  # bytes of request body: 10 MB
@@ -67,8 +69,10 @@ class PredictionAnswer(BaseModel):
 
 
 class Pixels(BaseModel):
-    pixels: list[list[float]] = Field(description="rows of gray levels, 0..1 or 0..255, light ink on dark as "
-                                                  "MNIST's (dark on light works too); 28 rows of 28 for MNIST")
+    pixels: list[list[float]] = Field(
+        description="rows of gray levels, 0..1 or 0..255, light ink on dark as "
+        "MNIST's (dark on light works too); 28 rows of 28 for MNIST"
+    )
 
 
 class _BodyRefused(Exception):
@@ -125,20 +129,31 @@ class BodyLimit:
             await _send_json(send, refused, self._message(refused))
 
     def _message(self, status: int) -> str:
-        return {413: f"request body too large: the limit is {self.limit:,} bytes (--max-upload)",
-                408: f"request body stalled for {self.timeout:.0f} s; send it in one go",
-                400: "Content-Length is not a number"}[status]
+        return {
+            413: f"request body too large: the limit is {self.limit:,} bytes (--max-upload)",
+            408: f"request body stalled for {self.timeout:.0f} s; send it in one go",
+            400: "Content-Length is not a number",
+        }[status]
 
 
 async def _send_json(send, status: int, detail: str) -> None:
     body = JSONResponse({"detail": detail}).body
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
 # --- pictures in, answers out -------------------------------------------------------------------
+
 
 def pixels_image(rows: list[list[float]]) -> Image.Image:
     """JSON pixel rows (0..1 or 0..255) -> a gray picture; a CnnlabError says what is wrong."""
@@ -171,9 +186,14 @@ def conv_feature_maps(model, pixels: np.ndarray, channels: int) -> list[dict]:
     from cnnlab.nn.inputs import as_model_input
 
     batch = as_model_input(torch.from_numpy(pixels[None]))  # (1, C, H, W)
-    return [{"layer": layer.name, "shape": list(layer.output_shape),
-             "tiles": [_png_data_url(channel.numpy()) for channel in maps[0, :channels]]}  # (H', W') each
-            for layer, maps in feature_maps(model, batch, kinds=("Conv2D",))]
+    return [
+        {
+            "layer": layer.name,
+            "shape": list(layer.output_shape),
+            "tiles": [_png_data_url(channel.numpy()) for channel in maps[0, :channels]],
+        }  # (H', W') each
+        for layer, maps in feature_maps(model, batch, kinds=("Conv2D",))
+    ]
 
 
 def answer(model, image: Image.Image, map_channels: int = 0) -> dict:
@@ -182,9 +202,12 @@ def answer(model, image: Image.Image, map_channels: int = 0) -> dict:
 
     prediction = predict_image(model, image)
     pixels = prediction.model_input  # (H, W, C) uint8
-    result = {"label": prediction.label, "class_name": model.class_names[prediction.label],
-              "probabilities": prediction.probabilities.tolist(),
-              "input_28x28": (pixels[..., 0] if pixels.shape[2] == 1 else pixels).tolist()}
+    result = {
+        "label": prediction.label,
+        "class_name": model.class_names[prediction.label],
+        "probabilities": prediction.probabilities.tolist(),
+        "input_28x28": (pixels[..., 0] if pixels.shape[2] == 1 else pixels).tolist(),
+    }
     if map_channels:
         result["feature_maps"] = conv_feature_maps(model, pixels, map_channels)
     return result
@@ -192,11 +215,23 @@ def answer(model, image: Image.Image, map_channels: int = 0) -> dict:
 
 # --- the application ------------------------------------------------------------------------
 
-PREDICT_BODY = {"requestBody": {"required": True, "content": {
-    "multipart/form-data": {"schema": {"type": "object", "required": ["image"], "properties": {
-        "image": {"type": "string", "format": "binary", "description": "PNG, JPEG, BMP, GIF or WebP"}}}},
-    "application/json": {"schema": Pixels.model_json_schema()},
-}}}
+PREDICT_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["image"],
+                    "properties": {
+                        "image": {"type": "string", "format": "binary", "description": "PNG, JPEG, BMP, GIF or WebP"}
+                    },
+                }
+            },
+            "application/json": {"schema": Pixels.model_json_schema()},
+        },
+    }
+}
 
 
 def create_app(model_or_run, max_upload: int = MAX_UPLOAD) -> FastAPI:
@@ -211,13 +246,19 @@ def create_app(model_or_run, max_upload: int = MAX_UPLOAD) -> FastAPI:
     if getattr(model, "class_names", None) is None:  # a model built in Python rather than loaded from a run
         model.class_names = [str(index) for index in range(model.output_shape[0])]
     dataset = getattr(model, "dataset", None)
-    app = FastAPI(title="cnnlab", summary=f"Predictions of the model '{model.name}' ({dataset or 'custom data'})",
-                  docs_url=None)
+    app = FastAPI(
+        title="cnnlab", summary=f"Predictions of the model '{model.name}' ({dataset or 'custom data'})", docs_url=None
+    )
     app.add_middleware(BodyLimit, limit=max_upload)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.mount("/docs-assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")  # no CDN: works offline
-    model_card = {"name": model.name, "dataset": dataset, "input_shape": list(model.input_shape),
-                  "class_names": list(model.class_names), "summary": summarize(model).to_dict()}
+    model_card = {
+        "name": model.name,
+        "dataset": dataset,
+        "input_shape": list(model.input_shape),
+        "class_names": list(model.class_names),
+        "summary": summarize(model).to_dict(),
+    }
 
     @app.get("/", include_in_schema=False)
     def page():
@@ -225,18 +266,34 @@ def create_app(model_or_run, max_upload: int = MAX_UPLOAD) -> FastAPI:
 
     @app.get("/docs", include_in_schema=False)
     def docs():
-        return get_swagger_ui_html(openapi_url=app.openapi_url, title="cnnlab API",
-                                   swagger_js_url="/docs-assets/swagger-ui-bundle.js",
-                                   swagger_css_url="/docs-assets/swagger-ui.css", swagger_favicon_url="")
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url,
+            title="cnnlab API",
+            swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs-assets/swagger-ui.css",
+            swagger_favicon_url="",
+        )
 
     @app.get("/api/model", summary="The model: summary rows, class names, dataset, input shape")
     def describe_model() -> dict:
         return model_card
 
-    @app.post("/api/predict", response_model=PredictionAnswer, response_model_exclude_none=True,
-              openapi_extra=PREDICT_BODY, summary="Predict the class of a picture (file upload or JSON pixels)")
-    async def predict(request: Request, maps: int = Query(0, ge=0, le=MAX_MAP_CHANNELS, description=(
-            "also return the first N channels of each conv layer's feature maps as PNG data URLs"))):
+    @app.post(
+        "/api/predict",
+        response_model=PredictionAnswer,
+        response_model_exclude_none=True,
+        openapi_extra=PREDICT_BODY,
+        summary="Predict the class of a picture (file upload or JSON pixels)",
+    )
+    async def predict(
+        request: Request,
+        maps: int = Query(
+            0,
+            ge=0,
+            le=MAX_MAP_CHANNELS,
+            description=("also return the first N channels of each conv layer's feature maps as PNG data URLs"),
+        ),
+    ):
         decode = await _picture_reader(request, max_upload)
         return await run_in_threadpool(_predict, model, decode, maps)  # decoding and the model: off the event loop
 
@@ -261,7 +318,7 @@ async def _picture_reader(request: Request, max_upload: int):
             first = problem.errors()[0]  # one line: the first problem, and where it is
             path = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in first["loc"]).lstrip(".")
             where = f"{path}: " if path else ""
-            raise HTTPException(400, f"JSON body: {where}{first['msg']}; send {{\"pixels\": [[...], ...]}}") from None
+            raise HTTPException(400, f'JSON body: {where}{first["msg"]}; send {{"pixels": [[...], ...]}}') from None
     raise HTTPException(415, "send multipart/form-data with a file field 'image', or JSON {\"pixels\": ...}")
 
 
@@ -319,6 +376,13 @@ def serve(model_or_run, host: str = "127.0.0.1", port: int = 8000, max_upload: i
     """
     import uvicorn
 
-    uvicorn.run(create_app(model_or_run, max_upload=max_upload), host=host, port=port, http=HeadDeadline,
-                timeout_keep_alive=5, limit_concurrency=64, h11_max_incomplete_event_size=16 * 1024,
-                timeout_graceful_shutdown=5)
+    uvicorn.run(
+        create_app(model_or_run, max_upload=max_upload),
+        host=host,
+        port=port,
+        http=HeadDeadline,
+        timeout_keep_alive=5,
+        limit_concurrency=64,
+        h11_max_incomplete_event_size=16 * 1024,
+        timeout_graceful_shutdown=5,
+    )

@@ -46,8 +46,9 @@ def _require_onnx():
         import onnxruntime  # noqa: F401
         import onnxscript  # noqa: F401
     except ImportError as missing:
-        raise CnnlabError(f"ONNX export needs the onnx extra ({missing.name} is not installed); "
-                          f"run: {INSTALL_HINT}") from None
+        raise CnnlabError(
+            f"ONNX export needs the onnx extra ({missing.name} is not installed); run: {INSTALL_HINT}"
+        ) from None
     return onnx
 
 
@@ -78,9 +79,16 @@ def _export_program(module, example: torch.Tensor, opset: int):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # notices about torch's own internals, not about this model
-            return torch.onnx.export(module, (example,), dynamo=True, opset_version=opset, verbose=False,
-                                     input_names=["image"], output_names=["logits", "probabilities"],
-                                     dynamic_shapes={"image": {0: torch.export.Dim("batch")}})
+            return torch.onnx.export(
+                module,
+                (example,),
+                dynamo=True,
+                opset_version=opset,
+                verbose=False,
+                input_names=["image"],
+                output_names=["logits", "probabilities"],
+                dynamic_shapes={"image": {0: torch.export.Dim("batch")}},
+            )
     finally:
         for logger, level in zip(loggers, levels):
             logger.setLevel(level)
@@ -104,17 +112,22 @@ def export_onnx(model, path: str | Path, opset: int = OPSET) -> float:
     height, width, channels = model.input_shape
     example = torch.rand(2, channels, height, width)  # batch 2: a batch of 1 would be specialised as a constant
     proto = _export_program(_LogitsAndProbabilities(model), example, opset).model_proto
-    onnx.helper.set_model_props(proto, {
-        "class_names": json.dumps(getattr(model, "class_names", None)),
-        "dataset": str(getattr(model, "dataset", None)),
-        "input": f"image: float32 (N, {channels}, {height}, {width}) in [0, 1]",
-        "producer": f"cnnlab {cnnlab.__version__}",
-    })
+    onnx.helper.set_model_props(
+        proto,
+        {
+            "class_names": json.dumps(getattr(model, "class_names", None)),
+            "dataset": str(getattr(model, "dataset", None)),
+            "input": f"image: float32 (N, {channels}, {height}, {width}) in [0, 1]",
+            "producer": f"cnnlab {cnnlab.__version__}",
+        },
+    )
     onnx.checker.check_model(proto)
     data = proto.SerializeToString()
     difference = onnx_difference(model, data, torch.rand(8, channels, height, width))
     if not difference <= TOLERANCE:
-        raise CnnlabError(f"{path}: onnxruntime's answers differ from PyTorch's by {difference:.2e} "
-                          f"(more than {TOLERANCE:.0e}); nothing was written")
+        raise CnnlabError(
+            f"{path}: onnxruntime's answers differ from PyTorch's by {difference:.2e} "
+            f"(more than {TOLERANCE:.0e}); nothing was written"
+        )
     write_atomic(path, data)
     return difference

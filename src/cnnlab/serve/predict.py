@@ -28,7 +28,8 @@ def predict_image(model, image: Image.Image) -> Prediction:
 
     from cnnlab.nn.inputs import as_model_input
 
-
     pixels = model_input(image, model.input_shape, getattr(model, "dataset", None))
-    batch = as_model_input(torch.from_numpy(pixels[None].copy()))  # (1, C, H, W) in [0, 1]; Pillow's arrays are read-only
+    batch = as_model_input(
+        torch.from_numpy(pixels[None].copy())
+    )  # (1, C, H, W) in [0, 1]; Pillow's arrays are read-only
     return Prediction(pixels, model.predict_proba(batch)[0].numpy())

@@ -68,8 +68,10 @@ def gemm_rates(size: int = GEMM_SIZE, repeats: int = 10) -> dict[str, float]:
 
     left, right = torch.randn(size, size), torch.randn(size, size)
     product = torch.empty(size, size)
-    products = {"torch.mm": lambda: torch.mm(left, right, out=product),
-                "onednn": lambda: dense_by_onednn(left, right, None)}
+    products = {
+        "torch.mm": lambda: torch.mm(left, right, out=product),
+        "onednn": lambda: dense_by_onednn(left, right, None),
+    }
     rates = {}
     with torch.no_grad():
         for library, multiply in products.items():
@@ -89,12 +91,17 @@ def training_flops_per_sample(model) -> int:
     return 3 * 2 * summarize(model).mult_adds
 
 
-def _figures(seconds: float, epochs: int, samples: int, floor_per_epoch: float, val_accuracy: float,
-             peak_mb: float) -> dict:
-    return {"seconds": round(seconds, 4), "seconds_per_epoch": round(seconds / epochs, 4),
-            "samples_per_s": round(samples * epochs / seconds, 1),
-            "floor_ratio": round(seconds / epochs / floor_per_epoch, 2),
-            "val_accuracy": round(val_accuracy, 4), "peak_rss_mb": round(peak_mb, 1)}
+def _figures(
+    seconds: float, epochs: int, samples: int, floor_per_epoch: float, val_accuracy: float, peak_mb: float
+) -> dict:
+    return {
+        "seconds": round(seconds, 4),
+        "seconds_per_epoch": round(seconds / epochs, 4),
+        "samples_per_s": round(samples * epochs / seconds, 1),
+        "floor_ratio": round(seconds / epochs / floor_per_epoch, 2),
+        "val_accuracy": round(val_accuracy, 4),
+        "peak_rss_mb": round(peak_mb, 1),
+    }
 
 
 def _course_data(model_name: str, limit: int | None):
@@ -107,8 +114,9 @@ def _course_data(model_name: str, limit: int | None):
     if model_name not in MODEL_CARDS:
         raise CnnlabError(f"--model {model_name}: not a registry model; choose one of {', '.join(MODEL_CARDS)}")
     dataset = load_dataset(MODEL_CARDS[model_name].dataset)
-    train_data, validation = split_validation(dataset.x_train[:limit], dataset.y_train[:limit],
-                                              COURSE_FIT["validation_split"])
+    train_data, validation = split_validation(
+        dataset.x_train[:limit], dataset.y_train[:limit], COURSE_FIT["validation_split"]
+    )
     return create_model(model_name), train_data, validation
 
 
@@ -128,8 +136,11 @@ def engine_fit(model_name: str = "cnn", epochs: int = 2, limit: int | None = Non
     optimizer = make_optimizer(model.to(memory_format=torch.channels_last), config)
     started = time.perf_counter()
     history = fit(model, train_data, validation, config, optimizer=optimizer, verbose=False)
-    return {"seconds": time.perf_counter() - started, "samples": len(train_data[0]),
-            "val_accuracy": history[-1]["val_accuracy"]}
+    return {
+        "seconds": time.perf_counter() - started,
+        "samples": len(train_data[0]),
+        "val_accuracy": history[-1]["val_accuracy"],
+    }
 
 
 def textbook_fit(model_name: str = "cnn", epochs: int = 2, limit: int | None = None, seed: int = 0) -> dict:
@@ -142,8 +153,9 @@ def textbook_fit(model_name: str = "cnn", epochs: int = 2, limit: int | None = N
     network = nn.Sequential(*model.layers)  # NCHW tensors, the framework's default layout
 
     def tensors(images, labels):  # uint8 (N, H, W, C) -> float (N, C, H, W) in [0, 1]
-        return TensorDataset(torch.tensor(images, dtype=torch.float32).permute(0, 3, 1, 2).contiguous() / 255.0,
-                             torch.tensor(labels))
+        return TensorDataset(
+            torch.tensor(images, dtype=torch.float32).permute(0, 3, 1, 2).contiguous() / 255.0, torch.tensor(labels)
+        )
 
     train_loader = DataLoader(tensors(x_train, y_train), batch_size=COURSE_FIT["batch_size"], shuffle=True)
     val_loader = DataLoader(tensors(x_val, y_val), batch_size=COURSE_FIT["batch_size"])
@@ -174,8 +186,9 @@ def _textbook_in_child(model_name: str, epochs: int, limit: int | None) -> dict:
     return json.loads(finished.stdout.strip().splitlines()[-1])
 
 
-def run_bench(model_name: str = "cnn", compare: str | None = None, epochs: int = COURSE_FIT["epochs"],
-              limit: int | None = None) -> dict:
+def run_bench(
+    model_name: str = "cnn", compare: str | None = None, epochs: int = COURSE_FIT["epochs"], limit: int | None = None
+) -> dict:
     """Time the course's fit on the engine (and the textbook loop); every figure as a JSON-ready dict."""
     from cnnlab.engine.accelerate import speedups
     from cnnlab.nn.registry import create_model
@@ -190,48 +203,76 @@ def run_bench(model_name: str = "cnn", compare: str | None = None, epochs: int =
     rate = max(rates.values())
     floor_per_epoch = engine["samples"] * flops / rate
     figures = {
-        "model": model_name, "epochs": epochs, "batch_size": COURSE_FIT["batch_size"],
-        "optimizer": COURSE_FIT["optimizer"], "validation_split": COURSE_FIT["validation_split"],
-        "train_samples": engine["samples"], "threads": torch.get_num_threads(),
-        "mult_adds_per_sample": mult_adds, "training_flops_per_sample": flops,
-        "gemm_flops_per_s": round(rate), "gemm_flops_per_s_by_library": {k: round(v) for k, v in rates.items()},
-        "gemm_size": GEMM_SIZE, "floor_seconds_per_epoch": round(floor_per_epoch, 5),
-        "engine": _figures(engine["seconds"], epochs, engine["samples"], floor_per_epoch, engine["val_accuracy"],
-                           peak_rss_mb()),
+        "model": model_name,
+        "epochs": epochs,
+        "batch_size": COURSE_FIT["batch_size"],
+        "optimizer": COURSE_FIT["optimizer"],
+        "validation_split": COURSE_FIT["validation_split"],
+        "train_samples": engine["samples"],
+        "threads": torch.get_num_threads(),
+        "mult_adds_per_sample": mult_adds,
+        "training_flops_per_sample": flops,
+        "gemm_flops_per_s": round(rate),
+        "gemm_flops_per_s_by_library": {k: round(v) for k, v in rates.items()},
+        "gemm_size": GEMM_SIZE,
+        "floor_seconds_per_epoch": round(floor_per_epoch, 5),
+        "engine": _figures(
+            engine["seconds"], epochs, engine["samples"], floor_per_epoch, engine["val_accuracy"], peak_rss_mb()
+        ),
     }
     if compare == "textbook":
         textbook = _textbook_in_child(model_name, epochs, limit)
-        figures["textbook"] = _figures(textbook["seconds"], epochs, textbook["samples"], floor_per_epoch,
-                                       textbook["val_accuracy"], textbook["peak_rss_mb"])
+        figures["textbook"] = _figures(
+            textbook["seconds"],
+            epochs,
+            textbook["samples"],
+            floor_per_epoch,
+            textbook["val_accuracy"],
+            textbook["peak_rss_mb"],
+        )
         figures["textbook_over_engine"] = round(textbook["seconds"] / engine["seconds"], 2)
-    figures.update(date=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), machine=machine(),
-                   torch=torch.__version__, load_average=round(os.getloadavg()[0], 2),
-                   compiled_kernels=kernels.status(),
-                   speedups=[asdict(speedup) for speedup in speedups(model)])
+    figures.update(
+        date=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        machine=machine(),
+        torch=torch.__version__,
+        load_average=round(os.getloadavg()[0], 2),
+        compiled_kernels=kernels.status(),
+        speedups=[asdict(speedup) for speedup in speedups(model)],
+    )
     return figures
 
 
 def format_bench(figures: dict) -> str:
     """The figures as a small table, one row per loop, and the floor they are measured against."""
     epochs = f"{figures['epochs']} epoch{'s' if figures['epochs'] != 1 else ''}"
-    lines = [f"course fit: {figures['model']}, {epochs} of {figures['train_samples']:,} samples "
-             f"(batch {figures['batch_size']}, {figures['optimizer']}, validation split "
-             f"{figures['validation_split']}), {figures['threads']} threads",
-             f"{'':14} {'s/epoch':>8} {'samples/s':>10} {'× floor':>8} {'val acc':>8} {'peak RSS':>10}"]
+    lines = [
+        f"course fit: {figures['model']}, {epochs} of {figures['train_samples']:,} samples "
+        f"(batch {figures['batch_size']}, {figures['optimizer']}, validation split "
+        f"{figures['validation_split']}), {figures['threads']} threads",
+        f"{'':14} {'s/epoch':>8} {'samples/s':>10} {'× floor':>8} {'val acc':>8} {'peak RSS':>10}",
+    ]
     for label, key in (("cnnlab engine", "engine"), ("textbook loop", "textbook")):
         if key in figures:
             row = figures[key]
-            lines.append(f"{label:14} {row['seconds_per_epoch']:8.2f} {row['samples_per_s']:10,.0f} "
-                         f"{row['floor_ratio']:8.1f} {row['val_accuracy']:8.4f} {row['peak_rss_mb']:7.0f} MB")
-    libraries = " and ".join(f"{name} {rate / 1e9:.0f}" for name, rate in figures["gemm_flops_per_s_by_library"].items())
-    lines.append(f"floor: {figures['training_flops_per_sample'] / 1e6:.2f} MFLOP/sample (3 × 2 × "
-                 f"{figures['mult_adds_per_sample']:,} mult-adds) at {figures['gemm_flops_per_s'] / 1e9:.0f} GFLOP/s "
-                 f"(the faster of {libraries}, {figures['gemm_size']}×{figures['gemm_size']}) = "
-                 f"{figures['floor_seconds_per_epoch']:.2f} s/epoch")
+            lines.append(
+                f"{label:14} {row['seconds_per_epoch']:8.2f} {row['samples_per_s']:10,.0f} "
+                f"{row['floor_ratio']:8.1f} {row['val_accuracy']:8.4f} {row['peak_rss_mb']:7.0f} MB"
+            )
+    libraries = " and ".join(
+        f"{name} {rate / 1e9:.0f}" for name, rate in figures["gemm_flops_per_s_by_library"].items()
+    )
+    lines.append(
+        f"floor: {figures['training_flops_per_sample'] / 1e6:.2f} MFLOP/sample (3 × 2 × "
+        f"{figures['mult_adds_per_sample']:,} mult-adds) at {figures['gemm_flops_per_s'] / 1e9:.0f} GFLOP/s "
+        f"(the faster of {libraries}, {figures['gemm_size']}×{figures['gemm_size']}) = "
+        f"{figures['floor_seconds_per_epoch']:.2f} s/epoch"
+    )
     if "textbook_over_engine" in figures:
         lines.append(f"textbook loop / cnnlab engine: {figures['textbook_over_engine']:.1f}× the time")
-    lines.append(f"{figures['machine']}, torch {figures['torch']}, compiled kernels {figures['compiled_kernels']}, "
-                 f"load average {figures['load_average']}, {figures['date']}")
+    lines.append(
+        f"{figures['machine']}, torch {figures['torch']}, compiled kernels {figures['compiled_kernels']}, "
+        f"load average {figures['load_average']}, {figures['date']}"
+    )
     from cnnlab.engine.accelerate import Speedup, format_speedups
 
     lines.append("engine speed-ups on this processor:")

@@ -73,6 +73,7 @@ class CallbackList:
         def call_all(*args):
             for callback in self.callbacks:
                 getattr(callback, hook)(*args)
+
         return call_all
 
 
@@ -106,8 +107,9 @@ class Validation(Callback):
         from cnnlab.training.evaluate import evaluate
 
         # every process validates on all of it: same weights, same numbers, no messages
-        metrics = evaluate(self.model, self.images, self.labels, with_per_class=False,
-                           precision=self.state.config.precision)
+        metrics = evaluate(
+            self.model, self.images, self.labels, with_per_class=False, precision=self.state.config.precision
+        )
         logs.update(val_loss=metrics["loss"], val_accuracy=metrics["accuracy"])
 
 
@@ -147,9 +149,15 @@ class ProgressDisplay(Callback):
     def on_epoch_begin(self, epoch, logs=None):
         from tqdm import tqdm
 
-        self.bar = tqdm(total=self.state.steps_per_epoch, initial=self.state.progress.step,
-                        desc=f"epoch {epoch + 1}/{self.state.config.epochs}", disable=not self.live, leave=False,
-                        unit="step", dynamic_ncols=True)
+        self.bar = tqdm(
+            total=self.state.steps_per_epoch,
+            initial=self.state.progress.step,
+            desc=f"epoch {epoch + 1}/{self.state.config.epochs}",
+            disable=not self.live,
+            leave=False,
+            unit="step",
+            dynamic_ncols=True,
+        )
 
     def on_train_batch_end(self, batch, logs=None):
         if self.live and logs and batch % 10 == 0:

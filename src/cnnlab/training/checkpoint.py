@@ -85,15 +85,22 @@ def save_checkpoint(run: Path, model, optimizer, progress: Progress) -> None:
     """Write the whole training state to ``run/checkpoint.safetensors``, replacing the previous one at once."""
     from safetensors.torch import save as tensors_to_bytes
 
-    tensors = {f"rng.{name}.{rank}": state
-               for name, local in _random_states().items() for rank, state in enumerate(distributed.gather(local))}
+    tensors = {
+        f"rng.{name}.{rank}": state
+        for name, local in _random_states().items()
+        for rank, state in enumerate(distributed.gather(local))
+    }
     if not distributed.is_main():
         return
     tensors.update({f"model.{key}": value.detach().cpu().contiguous() for key, value in model.state_dict().items()})
     optimizer_tensors, optimizer_settings = _optimizer_tensors(optimizer)
     tensors.update({key: value.detach().cpu().contiguous() for key, value in optimizer_tensors.items()})
-    record = {"version": VERSION, "world_size": distributed.world().size, "progress": progress.__dict__,
-              "optimizer": optimizer_settings}
+    record = {
+        "version": VERSION,
+        "world_size": distributed.world().size,
+        "progress": progress.__dict__,
+        "optimizer": optimizer_settings,
+    }
     path = Path(run) / FILE
     for stale in path.parent.glob(f".{FILE}.*.tmp"):  # left by a process killed while it was saving
         stale.unlink(missing_ok=True)
@@ -104,8 +111,9 @@ def _read(path: Path) -> bytes:
     try:
         return path.read_bytes()
     except FileNotFoundError:
-        raise CnnlabError(f"{path}: no checkpoint to resume from (the run stopped before its first save); "
-                          "start the run again") from None
+        raise CnnlabError(
+            f"{path}: no checkpoint to resume from (the run stopped before its first save); start the run again"
+        ) from None
     except OSError as problem:
         raise CnnlabError(f"{path}: cannot be read ({problem.strerror}); check the run folder") from None
 
@@ -117,15 +125,18 @@ def _parse(payload: bytes, path: Path) -> tuple[dict, dict[str, torch.Tensor]]:
 
     try:
         header_length = int.from_bytes(payload[:8], "little")
-        header = json.loads(payload[8:8 + header_length])
+        header = json.loads(payload[8 : 8 + header_length])
         record = json.loads(header["__metadata__"][FORMAT])
         tensors = load(payload)
     except (ValueError, KeyError, TypeError, SafetensorError):
-        raise CnnlabError(f"{path}: not a readable cnnlab checkpoint (damaged, or not made by cnnlab train); "
-                          "start a new run") from None
+        raise CnnlabError(
+            f"{path}: not a readable cnnlab checkpoint (damaged, or not made by cnnlab train); start a new run"
+        ) from None
     if record.get("version") != VERSION:
-        raise CnnlabError(f"{path}: checkpoint version {record.get('version')} is not supported "
-                          f"(this cnnlab reads version {VERSION}); start a new run")
+        raise CnnlabError(
+            f"{path}: checkpoint version {record.get('version')} is not supported "
+            f"(this cnnlab reads version {VERSION}); start a new run"
+        )
     return record, tensors
 
 
@@ -135,8 +146,10 @@ def load_checkpoint(run: Path, model, optimizer) -> Progress:
     record, tensors = _parse(distributed.from_main(lambda: _read(path)), path)
     me = distributed.world()
     if record["world_size"] != me.size:
-        raise CnnlabError(f"{path}: this run was trained by {record['world_size']} process(es), this is {me.size}; "
-                          f"resume with as many (torchrun --nproc-per-node N, or no torchrun for 1)")
+        raise CnnlabError(
+            f"{path}: this run was trained by {record['world_size']} process(es), this is {me.size}; "
+            f"resume with as many (torchrun --nproc-per-node N, or no torchrun for 1)"
+        )
     try:
         model.load_state_dict({key[6:]: value for key, value in tensors.items() if key.startswith("model.")})
         _restore_optimizer(optimizer, tensors, record["optimizer"])

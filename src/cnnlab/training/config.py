@@ -39,21 +39,35 @@ class FitConfig:
         problems = [
             (self.epochs < 1, f"--epochs must be at least 1. Received: {self.epochs}"),
             (self.batch_size < 1, f"--batch-size must be at least 1. Received: {self.batch_size}"),
-            (not 0 <= self.validation_split < 1,
-             f"--validation-split must be in [0, 1). Received: {self.validation_split}"),
-            (self.optimizer not in names.OPTIMIZERS,
-             f"--optimizer must be one of {', '.join(names.OPTIMIZERS)}. Received: {self.optimizer!r}"),
+            (
+                not 0 <= self.validation_split < 1,
+                f"--validation-split must be in [0, 1). Received: {self.validation_split}",
+            ),
+            (
+                self.optimizer not in names.OPTIMIZERS,
+                f"--optimizer must be one of {', '.join(names.OPTIMIZERS)}. Received: {self.optimizer!r}",
+            ),
             (self.lr is not None and not self.lr > 0, f"--lr must be positive. Received: {self.lr}"),
-            (self.schedule not in names.SCHEDULES,
-             f"--schedule must be one of {', '.join(names.SCHEDULES)}. Received: {self.schedule!r}"),
-            (not 0 <= self.label_smoothing < 1,
-             f"--label-smoothing must be in [0, 1). Received: {self.label_smoothing}"),
-            (self.device not in names.DEVICES,
-             f"--device must be {', '.join(names.DEVICES[:-1])} or {names.DEVICES[-1]}. Received: {self.device!r}"),
-            (self.precision not in names.PRECISIONS,
-             f"--precision must be one of {', '.join(names.PRECISIONS)}. Received: {self.precision!r}"),
-            (self.betas is not None and (len(self.betas) != 2 or not all(0 <= beta < 1 for beta in self.betas)),
-             f"betas (adam, adamw) must be two numbers in [0, 1). Received: {self.betas}"),
+            (
+                self.schedule not in names.SCHEDULES,
+                f"--schedule must be one of {', '.join(names.SCHEDULES)}. Received: {self.schedule!r}",
+            ),
+            (
+                not 0 <= self.label_smoothing < 1,
+                f"--label-smoothing must be in [0, 1). Received: {self.label_smoothing}",
+            ),
+            (
+                self.device not in names.DEVICES,
+                f"--device must be {', '.join(names.DEVICES[:-1])} or {names.DEVICES[-1]}. Received: {self.device!r}",
+            ),
+            (
+                self.precision not in names.PRECISIONS,
+                f"--precision must be one of {', '.join(names.PRECISIONS)}. Received: {self.precision!r}",
+            ),
+            (
+                self.betas is not None and (len(self.betas) != 2 or not all(0 <= beta < 1 for beta in self.betas)),
+                f"betas (adam, adamw) must be two numbers in [0, 1). Received: {self.betas}",
+            ),
         ]
         for failed, message in problems:
             if failed:

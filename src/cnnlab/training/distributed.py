@@ -47,11 +47,16 @@ def world() -> World:
         return World()
     try:
         size = int(os.environ["WORLD_SIZE"])
-        return World(int(os.environ.get("RANK", 0)), size, int(os.environ.get("LOCAL_RANK", 0)),
-                     int(os.environ.get("LOCAL_WORLD_SIZE", size)))
+        return World(
+            int(os.environ.get("RANK", 0)),
+            size,
+            int(os.environ.get("LOCAL_RANK", 0)),
+            int(os.environ.get("LOCAL_WORLD_SIZE", size)),
+        )
     except ValueError:
-        raise CnnlabError("RANK, WORLD_SIZE, LOCAL_RANK: not integers; start several processes with torchrun, "
-                          "which sets them") from None
+        raise CnnlabError(
+            "RANK, WORLD_SIZE, LOCAL_RANK: not integers; start several processes with torchrun, which sets them"
+        ) from None
 
 
 def is_main() -> bool:

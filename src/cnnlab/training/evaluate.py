@@ -21,13 +21,14 @@ def predict_logits(model, images: torch.Tensor, batch_size: int = EVAL_BATCH, pr
     net = model if isinstance(model, FastModel) else accelerate(model)[0]
     net.eval()
     with autocast(images.device, precision):
-        parts = [net(as_model_input(images[i:i + batch_size])).float() for i in range(0, len(images), batch_size)]
+        parts = [net(as_model_input(images[i : i + batch_size])).float() for i in range(0, len(images), batch_size)]
     return torch.cat(parts)
 
 
-def evaluate(model, images, labels, with_per_class: bool = True, batch_size: int = EVAL_BATCH,
-             precision: str = "auto") -> dict:
-    """``{"loss", "accuracy", "per_class_accuracy"}`` as Keras's ``evaluate`` reports them (loss: mean cross-entropy)."""
+def evaluate(
+    model, images, labels, with_per_class: bool = True, batch_size: int = EVAL_BATCH, precision: str = "auto"
+) -> dict:
+    """``{"loss", "accuracy", "per_class_accuracy"}`` as Keras's ``evaluate`` reports them (mean cross-entropy)."""
     images = torch.as_tensor(images)
     return score(predict_logits(model, images, batch_size, precision), labels, with_per_class)
 
@@ -36,8 +37,7 @@ def score(logits: torch.Tensor, labels, with_per_class: bool = True) -> dict:
     """The metrics of ``evaluate`` from logits already computed (N, classes) and int labels (N,)."""
     labels = torch.as_tensor(labels).to(device=logits.device, dtype=torch.int64)
     predicted = logits.argmax(1)
-    metrics = {"loss": F.cross_entropy(logits, labels).item(),
-               "accuracy": (predicted == labels).float().mean().item()}
+    metrics = {"loss": F.cross_entropy(logits, labels).item(), "accuracy": (predicted == labels).float().mean().item()}
     if with_per_class:
         classes = logits.shape[1]
         totals = torch.bincount(labels, minlength=classes).clamp(min=1)

@@ -67,9 +67,19 @@ def epoch_order(seed: int, epoch: int, count: int) -> torch.Tensor:
     return torch.randperm(count, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
 
 
-def fit(model, train_data, validation=None, config: FitConfig | None = None, *, callbacks=(),
-        progress: Progress | None = None, optimizer=None, device=None, run: Path | None = None,
-        verbose: bool = True) -> list[dict]:
+def fit(
+    model,
+    train_data,
+    validation=None,
+    config: FitConfig | None = None,
+    *,
+    callbacks=(),
+    progress: Progress | None = None,
+    optimizer=None,
+    device=None,
+    run: Path | None = None,
+    verbose: bool = True,
+) -> list[dict]:
     """Train ``model`` in place on ``train_data`` = (uint8 images (N, H, W, C), int64 labels (N,)).
 
     ``validation``: (images, labels) to validate on after every epoch, or None (then ``config.validation_split``
@@ -78,13 +88,17 @@ def fit(model, train_data, validation=None, config: FitConfig | None = None, *, 
     """
     config = config or FitConfig()
     if isinstance(config, TrainConfig) or not isinstance(config, FitConfig):
-        raise TypeError("fit takes a FitConfig (a TrainConfig is a whole run: use cnnlab.train, or "
-                        f"config.fit_config()). Received: config={type(config).__name__}")
+        raise TypeError(
+            "fit takes a FitConfig (a TrainConfig is a whole run: use cnnlab.train, or "
+            f"config.fit_config()). Received: config={type(config).__name__}"
+        )
     config.check()
     if config.validation_split:
         if validation is not None:
-            raise ValueError("fit: give validation data or a validation_split, not both. "
-                             f"Received: validation_split={config.validation_split} and validation data")
+            raise ValueError(
+                "fit: give validation data or a validation_split, not both. "
+                f"Received: validation_split={config.validation_split} and validation data"
+            )
         train_data, validation = split_validation(*train_data, config.validation_split)
     device = device or resolve_device(config.device)
     images, labels = (torch.as_tensor(t).to(device) for t in train_data)
@@ -94,10 +108,12 @@ def fit(model, train_data, validation=None, config: FitConfig | None = None, *, 
     world, progress = distributed.world(), progress or Progress()
     count, batch = len(images), config.batch_size
     if batch < world.size:
-        raise CnnlabError(f"--batch-size {batch}: the global batch is shared by {world.size} processes; give at "
-                          f"least {world.size}")
-    state = TrainingState(model, distributed.wrap(fast_model, device), optimizer, config, progress,
-                          math.ceil(count / batch), device, run)
+        raise CnnlabError(
+            f"--batch-size {batch}: the global batch is shared by {world.size} processes; give at least {world.size}"
+        )
+    state = TrainingState(
+        model, distributed.wrap(fast_model, device), optimizer, config, progress, math.ceil(count / batch), device, run
+    )
     checks = [NanGuard()]
     if validation is not None:
         checks.append(Validation(*(torch.as_tensor(t).to(device) for t in validation)))
@@ -120,19 +136,22 @@ def fit(model, train_data, validation=None, config: FitConfig | None = None, *, 
         logs: dict = {}
         for step in range(progress.step, state.steps_per_epoch):
             hooks.on_train_batch_begin(step, logs)
-            batch_index = order[step * batch:(step + 1) * batch]
-            index = batch_index[world.rank::world.size]  # this process's share of the batch
+            batch_index = order[step * batch : (step + 1) * batch]
+            index = batch_index[world.rank :: world.size]  # this process's share of the batch
             batch_images = images.index_select(0, index)  # (B, H, W, C) uint8; images[index] takes 10x longer
-            if augmentation is not None:  # drawn for the whole batch from (seed, step): resumed runs and processes agree
+            if (
+                augmentation is not None
+            ):  # drawn for the whole batch from (seed, step): resumed runs and processes agree
                 choices = augmentation.draw(len(batch_index), config.seed, progress.global_step)
-                batch_images = augmentation.apply(batch_images, choices[world.rank::world.size])
+                batch_images = augmentation.apply(batch_images, choices[world.rank :: world.size])
             inputs, targets = as_model_input(batch_images), labels.index_select(0, index)  # (B, C, H, W), (B,)
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(config.schedule, base_lr, progress.global_step, total_steps)
             with mixed_precision:
                 logits = state.net(inputs)
-                losses = F.cross_entropy(logits.float(), targets, reduction="none",
-                                         label_smoothing=config.label_smoothing)
+                losses = F.cross_entropy(
+                    logits.float(), targets, reduction="none", label_smoothing=config.label_smoothing
+                )
                 # this process's part of the batch's mean loss; DDP divides the summed gradients by the processes
                 loss = losses.sum() * (world.size / len(batch_index))
             optimizer.zero_grad(set_to_none=True)
@@ -153,7 +172,13 @@ def fit(model, train_data, validation=None, config: FitConfig | None = None, *, 
             break
         epoch_logs = {"loss": progress.loss_sum / progress.seen, "accuracy": progress.correct / progress.seen}
         progress.epoch, progress.step, progress.loss_sum, progress.correct, progress.seen, progress.seconds = (
-            epoch + 1, 0, 0.0, 0, 0, 0.0)  # the epoch is done: what a checkpoint saved now resumes from
+            epoch + 1,
+            0,
+            0.0,
+            0,
+            0,
+            0.0,
+        )  # the epoch is done: what a checkpoint saved now resumes from
         hooks.on_epoch_end(epoch, epoch_logs)
         if model.stop_training:
             break

@@ -28,8 +28,9 @@ def recipe_config(recipe_name: str, /, **overrides):
     from cnnlab.training.config import TrainConfig
 
     recipe = get_recipe(recipe_name)
-    return TrainConfig(**{"model": recipe.model, "dataset": recipe.dataset, **recipe.settings,
-                          "recipe": recipe_name, **overrides})
+    return TrainConfig(
+        **{"model": recipe.model, "dataset": recipe.dataset, **recipe.settings, "recipe": recipe_name, **overrides}
+    )
 
 
 def format_recipes() -> str:
@@ -37,8 +38,12 @@ def format_recipes() -> str:
     blocks = []
     for recipe in list_recipes():
         settings = ", ".join(f"{key} {value}" for key, value in recipe.settings.items())
-        lines = [f"{recipe.name}  ({recipe.dataset}, target {recipe.target:.1%})", f"  {recipe.description}",
-                 f"  model: {recipe.model}", f"  settings: {settings}"]
+        lines = [
+            f"{recipe.name}  ({recipe.dataset}, target {recipe.target:.1%})",
+            f"  {recipe.description}",
+            f"  model: {recipe.model}",
+            f"  settings: {settings}",
+        ]
         if recipe.measured is None:
             lines.append("  measured: not yet")
         else:

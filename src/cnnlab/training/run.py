@@ -43,8 +43,9 @@ class Run:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.mkdir()
         except FileExistsError:
-            raise CnnlabError(f"{path}: this run folder already exists; choose another --name, or --resume {path}") \
-                from None
+            raise CnnlabError(
+                f"{path}: this run folder already exists; choose another --name, or --resume {path}"
+            ) from None
         except OSError as problem:
             raise CnnlabError(f"{path}: cannot create the run folder ({problem.strerror})") from None
         return cls(path)
@@ -63,8 +64,9 @@ class Run:
                 return file.read_text()
             except FileNotFoundError:
                 if required:
-                    raise CnnlabError(f"{self.path}: no readable config.json; give a run folder made by cnnlab train") \
-                        from None
+                    raise CnnlabError(
+                        f"{self.path}: no readable config.json; give a run folder made by cnnlab train"
+                    ) from None
                 return "{}"
             except OSError as problem:
                 raise CnnlabError(f"{file}: cannot be read ({problem.strerror})") from None
@@ -85,8 +87,12 @@ class Run:
         """How to load the run's dataset: dataset, data_dir, image_size, channels (a model folder: its dataset)."""
         record = self.record()
         dataset = record.get("dataset") or getattr(model, "dataset", None)
-        return {"dataset": dataset, "data_dir": record.get("data_dir"), "image_size": record.get("image_size", 28),
-                "channels": record.get("channels", 1)}
+        return {
+            "dataset": dataset,
+            "data_dir": record.get("data_dir"),
+            "image_size": record.get("image_size", 28),
+            "channels": record.get("channels", 1),
+        }
 
     def write_settings(self, config: TrainConfig, **facts) -> None:
         from dataclasses import asdict
@@ -109,8 +115,14 @@ class Run:
         write_atomic(self.path / "history.csv", table.getvalue())
 
     def write_metrics(self, test: dict, class_names: list[str]) -> None:
-        write_json(self.path / METRICS_FILE, {"test_loss": test["loss"], "test_accuracy": test["accuracy"],
-                                              "per_class_accuracy": dict(zip(class_names, test["per_class_accuracy"]))})
+        write_json(
+            self.path / METRICS_FILE,
+            {
+                "test_loss": test["loss"],
+                "test_accuracy": test["accuracy"],
+                "per_class_accuracy": dict(zip(class_names, test["per_class_accuracy"])),
+            },
+        )
 
     def save_model(self, model, class_names, dataset: str | None) -> None:
         from cnnlab.nn.modelio import save

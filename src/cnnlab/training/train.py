@@ -50,15 +50,18 @@ def prepare(config: TrainConfig):
     from cnnlab.data.registry import load_dataset
     from cnnlab.nn.registry import parse_model
 
-    dataset = load_dataset(config.dataset, data_dir=config.data_dir, image_size=config.image_size,
-                           channels=config.channels)
+    dataset = load_dataset(
+        config.dataset, data_dir=config.data_dir, image_size=config.image_size, channels=config.channels
+    )
     if dataset.skipped and distributed.is_main():  # a warning: shown even with --quiet
         print(f"cnnlab: {dataset.skipped_message()}", file=sys.stderr)
     classes = len(dataset.class_names)
     model = parse_model(config.model, input_shape=tuple(dataset.x_train.shape[1:]), classes=classes)
     if model.output_shape != (classes,):
-        raise CnnlabError(f"--model {config.model}: its output {model.output_shape} does not match the "
-                          f"{classes} classes of {config.dataset}; end the model with dense({classes},softmax)")
+        raise CnnlabError(
+            f"--model {config.model}: its output {model.output_shape} does not match the "
+            f"{classes} classes of {config.dataset}; end the model with dense({classes},softmax)"
+        )
     return dataset, model
 
 
@@ -92,19 +95,38 @@ def train(config: TrainConfig, resume: str | Path | None = None, verbose: bool =
         else:
             run, progress = Run(distributed.from_main(lambda: str(Run.create(config).path))), Progress()
         if distributed.is_main():
-            run.write_settings(config, data_source=dataset.source, torch=torch.__version__, device=str(device),
-                               threads=torch.get_num_threads(), processes=distributed.world().size)
-        train_data = (dataset.x_train[:config.limit], dataset.y_train[:config.limit])
+            run.write_settings(
+                config,
+                data_source=dataset.source,
+                torch=torch.__version__,
+                device=str(device),
+                threads=torch.get_num_threads(),
+                processes=distributed.world().size,
+            )
+        train_data = (dataset.x_train[: config.limit], dataset.y_train[: config.limit])
         if config.validate_on_test:
             validation = (dataset.x_test, dataset.y_test)
         else:
             train_data, validation = split_validation(*train_data, config.validation_split)
         with StopOnSignal() as stop:
-            history = fit(model, train_data, validation, config.fit_config(), progress=progress, optimizer=optimizer,
-                          device=device, run=run.path, verbose=verbose,
-                          callbacks=[Checkpoint(run.path), RunFiles(run), stop])
-        test = evaluate(model, torch.as_tensor(dataset.x_test).to(device), torch.as_tensor(dataset.y_test).to(device),
-                        precision=config.precision)
+            history = fit(
+                model,
+                train_data,
+                validation,
+                config.fit_config(),
+                progress=progress,
+                optimizer=optimizer,
+                device=device,
+                run=run.path,
+                verbose=verbose,
+                callbacks=[Checkpoint(run.path), RunFiles(run), stop],
+            )
+        test = evaluate(
+            model,
+            torch.as_tensor(dataset.x_test).to(device),
+            torch.as_tensor(dataset.y_test).to(device),
+            precision=config.precision,
+        )
     model.to("cpu")
     if distributed.is_main():
         run.save_model(model, dataset.class_names, config.dataset)
