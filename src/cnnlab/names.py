@@ -78,6 +78,7 @@ MODEL_CARDS = {
         ),
     ]
 }
+COURSE_EXPERIMENTS = ("mlp", "cnn", "cnn2", "cnn-dropout", "cnn-deep")  # what `cnnlab reproduce` runs
 
 # --- recipes: a model and the settings that train it well, fast ------------------------------------
 

@@ -12,6 +12,7 @@ from cnnlab.errors import CnnlabError
 from cnnlab.lab import inspect, vision
 from cnnlab.nn import modelio
 from cnnlab.nn.registry import create_model
+from cnnlab.training.run import Run
 
 
 def drawn(figure_or_subfigure) -> list:
@@ -104,7 +105,7 @@ def test_a_model_without_conv_layers_has_nothing_to_draw():
 
 
 def test_feature_maps_are_the_layers_outputs_titled_with_their_names_and_shapes(trained, trained_run, tmp_path):
-    image, source = inspect.dataset_image(trained, trained_run, 0)
+    image, source = inspect.dataset_image(trained, Run(trained_run).dataset_settings(trained), 0)
     figure = inspect.draw_feature_maps(trained, image, out=tmp_path / "f.png", max_channels=8, source=source)
     spatial = [layer for layer in trained.layers if layer.type_name in inspect.SPATIAL_LAYERS]
     assert [row.texts[0].get_text() for row in figure.subfigs] == [f"input (28×28×1) {source}"] + [
@@ -141,23 +142,25 @@ def test_many_channels_wrap_onto_lines_of_sixteen(cnn2):
 
 def test_dataset_image_is_the_runs_test_image(trained, trained_run):
     mnist = load_dataset("mnist")
-    image, source = inspect.dataset_image(trained, trained_run, 9)
+    image, source = inspect.dataset_image(trained, Run(trained_run).dataset_settings(trained), 9)
     np.testing.assert_array_equal(image, mnist.x_test[9])
     assert source == f"test image 9 of mnist (label: {mnist.y_test[9]})"
     count = len(mnist.x_test)
     with pytest.raises(
         CnnlabError, match=f"--index {count}: the mnist test split has {count} images; give 0 to {count - 1}"
     ):
-        inspect.dataset_image(trained, trained_run, count)
+        inspect.dataset_image(trained, Run(trained_run).dataset_settings(trained), count)
 
 
 def test_a_model_folder_without_config_uses_its_dataset(cnn2, tmp_path):
     modelio.save(cnn2, tmp_path / "saved", dataset="mnist")
-    image, source = inspect.dataset_image(modelio.load(tmp_path / "saved"), tmp_path / "saved", 1)
+    saved = modelio.load(tmp_path / "saved")
+    image, source = inspect.dataset_image(saved, Run(tmp_path / "saved").dataset_settings(saved), 1)
     np.testing.assert_array_equal(image, load_dataset("mnist").x_test[1])
     modelio.save(cnn2, tmp_path / "anonymous")
-    with pytest.raises(CnnlabError, match="config.json: not found, and the model names no dataset"):
-        inspect.dataset_image(modelio.load(tmp_path / "anonymous"), tmp_path / "anonymous", 0)
+    anonymous = modelio.load(tmp_path / "anonymous")
+    with pytest.raises(CnnlabError, match="the run has no config.json and the model names no dataset"):
+        inspect.dataset_image(anonymous, Run(tmp_path / "anonymous").dataset_settings(anonymous), 0)
 
 
 @pytest.mark.parametrize(

@@ -9,13 +9,20 @@ from pathlib import Path
 
 import click
 
+from cnnlab import names
 from cnnlab.cli.data import data_dir_option, dataset_options, load_dataset_from_options
 from cnnlab.errors import CnnlabError
+from cnnlab.training.config import TrainConfig  # torch-free: the settings and their defaults
 
+DEFAULTS = TrainConfig()
 MODEL_HELP = (
-    "a registry model (mlp, cnn, cnn2, cnn-dropout, cnn-deep, cifar-cnn), a JSON spec file, or a "
-    "one-line spec such as 'conv(32,3)-maxpool(2)-relu-flatten-dense(128,relu)-dense(10,softmax)'"
+    f"a registry model ({', '.join(names.MODEL_CARDS)}), a JSON spec file, or a one-line spec such as "
+    "'conv(32,3)-maxpool(2)-relu-flatten-dense(128,relu)-dense(10,softmax)'"
 )
+
+
+def _choices(table) -> str:
+    return "; ".join(f"{name}: {what}" for name, what in table.items())
 
 
 @click.command(
@@ -34,21 +41,15 @@ def summary(model: str, input_shape: str | None, as_json: bool) -> None:
     click.echo(json.dumps(counted.to_dict(), indent=2) if as_json else format_summary(counted))
 
 
-def _model_names() -> str:
-    from cnnlab.names import MODEL_CARDS  # the registry is the one list of names
-
-    return ", ".join(MODEL_CARDS)
-
-
 @click.command()
-@click.option("--model", default="cnn", show_default=True, help="The model: " + MODEL_HELP + ".")
+@click.option("--model", default=DEFAULTS.model, show_default=True, help="The model: " + MODEL_HELP + ".")
 @dataset_options
-@click.option("--epochs", type=int, default=2, show_default=True)
-@click.option("--batch-size", type=int, default=128, show_default=True)
+@click.option("--epochs", type=int, default=DEFAULTS.epochs, show_default=True)
+@click.option("--batch-size", type=int, default=DEFAULTS.batch_size, show_default=True)
 @click.option(
     "--optimizer",
-    type=click.Choice(["rmsprop", "adam", "adamw", "sgd"]),
-    default="rmsprop",
+    type=click.Choice(list(names.OPTIMIZERS)),
+    default=DEFAULTS.optimizer,
     show_default=True,
     help="With Keras's defaults (RMSprop: lr 0.001, rho 0.9, epsilon 1e-7).",
 )
@@ -56,11 +57,17 @@ def _model_names() -> str:
 @click.option(
     "--validation-split",
     type=float,
-    default=0.3,
+    default=DEFAULTS.validation_split,
     show_default=True,
     help="Keras's rule: the LAST fraction of the training set, taken before shuffling, validates.",
 )
-@click.option("--schedule", type=click.Choice(["constant", "onecycle"]), default="constant", show_default=True)
+@click.option(
+    "--schedule",
+    type=click.Choice(list(names.SCHEDULES)),
+    default=DEFAULTS.schedule,
+    show_default=True,
+    help=_choices(names.SCHEDULES) + ".",
+)
 @click.option(
     "--augment",
     metavar="POLICY",
@@ -75,21 +82,21 @@ def _model_names() -> str:
 @click.option(
     "--seed",
     type=int,
-    default=0,
+    default=DEFAULTS.seed,
     show_default=True,
     help="One seed for Python, NumPy, torch and the shuffling: same seed, same history.",
 )
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--device", type=click.Choice(names.DEVICES), default=DEFAULTS.device, show_default=True)
 @click.option(
     "--precision",
-    type=click.Choice(["auto", "float32", "mixed_bfloat16"]),
-    default="auto",
+    type=click.Choice(list(names.PRECISIONS)),
+    default=DEFAULTS.precision,
     show_default=True,
-    help="mixed_bfloat16: matrix products in bfloat16, weights in float32 (Keras's "
-    "policy of that name); faster on GPUs and on CPUs with AVX512-BF16 or AMX. auto: mixed on a GPU only.",
+    help=_choices(names.PRECISIONS) + " (Keras's policy names); mixed is faster on GPUs and on CPUs with "
+    "AVX512-BF16 or AMX.",
 )
 @click.option("--name", help="Run folder name under --runs-dir (default: MODEL-DATASET-TIME).")
-@click.option("--runs-dir", default="runs", show_default=True, type=click.Path(file_okay=False))
+@click.option("--runs-dir", default=DEFAULTS.runs_dir, show_default=True, type=click.Path(file_okay=False))
 @click.option(
     "--resume",
     type=click.Path(file_okay=False),
@@ -166,16 +173,16 @@ def evaluate(run: str, dataset: str | None, data_dir: Path | None, with_report: 
     """Test loss, accuracy and per-class accuracy of a trained RUN."""
     if out is not None and not with_report:
         raise click.UsageError("--out is the folder for --report's files; add --report")
-    from cnnlab.nn.modelio import load
     from cnnlab.training.evaluate import predict_logits, score
+    from cnnlab.training.run import Run
 
-    model = load(run)
-    config = _run_config(Path(run))
+    model = Run(run).load_model()
+    settings = Run(run).dataset_settings(model)
     data = load_dataset_from_options(
-        dataset or config.get("dataset", "mnist"),
-        data_dir or config.get("data_dir"),
-        config.get("image_size", 28),
-        config.get("channels", 1),
+        dataset or settings["dataset"] or DEFAULTS.dataset,
+        data_dir or settings["data_dir"],
+        settings["image_size"],
+        settings["channels"],
     )
     if tuple(data.x_test.shape[1:]) != tuple(model.input_shape):
         raise CnnlabError(
@@ -200,19 +207,10 @@ def evaluate(run: str, dataset: str | None, data_dir: Path | None, with_report: 
         click.echo("wrote " + ", ".join(str(path) for path in written))
 
 
-def _run_config(run: Path) -> dict:
-    try:
-        return json.loads((run / "config.json").read_text())
-    except FileNotFoundError:
-        return {}
-    except json.JSONDecodeError:
-        raise CnnlabError(f"{run / 'config.json'}: not valid JSON; the run folder is damaged") from None
-
-
 @click.command()
 @click.option(
     "--models",
-    default="mlp,cnn,cnn2,cnn-dropout,cnn-deep",
+    default=",".join(names.COURSE_EXPERIMENTS),
     show_default=True,
     help="Comma-separated registry models to run.",
 )
@@ -227,15 +225,14 @@ def reproduce(models: str, epochs: int | None, limit: int | None, out_dir: str |
 
     Writes the table as reproduce.md and reproduce.json next to the runs.
     """
-    from cnnlab.names import MODEL_CARDS
     from cnnlab.training.reproduce import format_table
     from cnnlab.training.reproduce import reproduce as run_experiments
 
     chosen = [name.strip() for name in models.split(",") if name.strip()]
-    unknown = [name for name in chosen if name not in MODEL_CARDS]
+    unknown = [name for name in chosen if name not in names.MODEL_CARDS]
     if unknown or not chosen:
         raise click.BadParameter(
-            f"unknown model(s) {', '.join(unknown) or '(none given)'}; choose from {_model_names()}",
+            f"unknown model(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(names.MODEL_CARDS)}",
             param_hint="--models",
         )
     rows, out = run_experiments(chosen, out_dir=out_dir, epochs=epochs, limit=limit, verbose=not quiet)

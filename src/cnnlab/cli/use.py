@@ -45,10 +45,10 @@ def predict(run: str, images: tuple[str, ...], top_k: int, as_json: bool, show: 
     """
     from cnnlab.data.digits import BlankImageError
     from cnnlab.data.images import open_image
-    from cnnlab.nn.modelio import load
     from cnnlab.serve.predict import predict_image
+    from cnnlab.training.run import Run
 
-    model = load(run)
+    model = Run(run).load_model()
     shown_dir = Path(show) if show else None
     if shown_dir is not None:
         shown_dir.mkdir(parents=True, exist_ok=True)
@@ -114,10 +114,10 @@ def _write_png(path: Path, pixels) -> None:
 @click.option("--opset", type=click.IntRange(min=17), default=18, show_default=True, help="ONNX opset version.")
 def export(run: str, onnx_file: str, opset: int) -> None:
     """Export the model of RUN to ONNX, checked against PyTorch with onnxruntime (needs cnnlab[onnx])."""
-    from cnnlab.nn.modelio import load
     from cnnlab.serve.onnx import TOLERANCE, export_onnx
+    from cnnlab.training.run import Run
 
-    difference = export_onnx(load(run), onnx_file, opset=opset)
+    difference = export_onnx(Run(run).load_model(), onnx_file, opset=opset)
     size = Path(onnx_file).stat().st_size
     click.echo(
         f"wrote {onnx_file} ({size / 1e6:.1f} MB); onnxruntime matches PyTorch within {difference:.1e} "
@@ -150,10 +150,10 @@ def serve(run: str, host: str, port: int, max_upload: int) -> None:
 
     Open http://HOST:PORT/ to draw; the API is documented at /docs. Ctrl-C stops the server.
     """
-    from cnnlab.nn.modelio import load
     from cnnlab.serve.app import serve as run_server
+    from cnnlab.training.run import Run
 
-    model = load(run)  # a bad RUN is reported before the banner: one line, as every error
+    model = Run(run).load_model()  # a bad RUN is reported before the banner: one line, as every error
     click.echo(f"cnnlab: serving {run} on http://{host}:{port}/ (API docs: /docs); Ctrl-C stops", err=True)
     run_server(model, host=host, port=port, max_upload=max_upload)
 

@@ -273,9 +273,9 @@ def filters_command(run, layer, out):
       cnnlab filters runs/deep --layer conv2d_1 --out second-layer.png
     """
     from cnnlab.lab import inspect
-    from cnnlab.nn import modelio
+    from cnnlab.training.run import Run
 
-    model = modelio.load(run)
+    model = Run(run).load_model()
     chosen = inspect.conv_layer(model, layer)
     print(inspect.kernel_shape_line(chosen))
     with written(out):
@@ -314,14 +314,14 @@ def features_command(run, image, index, max_channels, out):
       cnnlab features runs/cnn-mnist-20250101-120000 my-digit.png --max-channels 32
     """
     from cnnlab.lab import inspect, vision
-    from cnnlab.nn import modelio
+    from cnnlab.training.run import Run
 
     if image is not None and index is not None:
         raise click.UsageError("give IMAGE or --index, not both")
-    model = modelio.load(run)
+    model = Run(run).load_model()
     inspect.conv_layers(model)  # refuse a model without conv layers before reading any data
     if image is None:
-        pixels, source = inspect.dataset_image(model, run, index or 0)
+        pixels, source = inspect.dataset_image(model, Run(run).dataset_settings(model), index or 0)
     else:
         pixels, source = inspect.image_file_input(model, image), f"{image}, as the model sees it"
     print(f"input: {vision.format_shape(pixels.shape)} {source}")

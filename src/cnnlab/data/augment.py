@@ -15,10 +15,12 @@ keeps its own share, so N processes see the same images as one.
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import torch
+from typing import TYPE_CHECKING
 
 from cnnlab.errors import CnnlabError
+
+if TYPE_CHECKING:  # torch is imported where batches are augmented, not where a policy is read
+    import torch
 
 # (seed, step) -> one 63-bit generator seed: two large odd multipliers (from SplitMix64) spread
 # neighbouring seeds and steps far apart, so no two (seed, step) pairs of a run share a stream.
@@ -38,6 +40,8 @@ class Augmentation:
 
         Offsets are in [0, 2 * shift], the corner of the crop in the padded image.
         """
+        import torch
+
         generator = torch.Generator().manual_seed((seed * _SEED_FACTOR + step * _STEP_FACTOR) % 2**63)
         offsets = torch.randint(0, 2 * self.shift + 1, (count, 2), generator=generator)
         flips = (torch.rand(count, generator=generator) < 0.5) & self.flip
@@ -45,6 +49,8 @@ class Augmentation:
 
     def apply(self, images: torch.Tensor, choices: torch.Tensor) -> torch.Tensor:
         """uint8 images (B, H, W, C) and their choices (B, 3) from ``draw`` -> augmented images, same shape."""
+        import torch
+
         if images.dim() != 4 or choices.shape != (len(images), 3):
             raise ValueError(
                 f"Augmentation.apply needs images (B, H, W, C) and choices (B, 3). "

@@ -14,9 +14,7 @@ Every drawing function returns a matplotlib Figure and writes a PNG when given `
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -162,21 +160,13 @@ def draw_kernels(model, layer: str | int | None = None, out=None) -> Figure:
 # ---------------------------------------------------------------------------------- inputs
 
 
-def dataset_image(model, run, index: int = 0) -> tuple[np.ndarray, str]:
-    """Test image ``index`` of the dataset the run was trained on: uint8 (H, W, C), and what it is.
-
-    The dataset and its options come from the run's config.json; a model folder without one
-    (cnnlab.save) uses the dataset named in its model.json, with the default options.
-    """
+def dataset_image(model, settings: dict, index: int = 0) -> tuple[np.ndarray, str]:
+    """Test image ``index`` of the dataset in ``settings`` (a run's, see ``cnnlab.training.run.Run.dataset_settings``):
+    uint8 (H, W, C), and what it is."""
     from cnnlab.data.registry import load_dataset
 
-    config_file = Path(run) / "config.json"
-    try:
-        settings = json.loads(config_file.read_text()) if config_file.is_file() else {"dataset": model.dataset}
-    except (OSError, ValueError) as problem:
-        raise CnnlabError(f"{config_file}: cannot read the run's settings ({problem}); give an IMAGE instead") from None
     if not settings.get("dataset"):
-        raise CnnlabError(f"{config_file}: not found, and the model names no dataset; give an IMAGE instead")
+        raise CnnlabError("the run has no config.json and the model names no dataset; give an IMAGE instead")
     data = load_dataset(
         settings["dataset"],
         data_dir=settings.get("data_dir"),

@@ -236,12 +236,12 @@ PREDICT_BODY = {
 
 def create_app(model_or_run, max_upload: int = MAX_UPLOAD) -> FastAPI:
     """The FastAPI application for a model (or a run folder to load it from)."""
-    from cnnlab.nn.modelio import load
     from cnnlab.nn.summary import summarize
+    from cnnlab.training.run import Run
 
     if max_upload < 1:
         raise ValueError(f"max_upload must be a positive number of bytes. Received: max_upload={max_upload!r}")
-    model = load(model_or_run) if isinstance(model_or_run, (str, Path)) else model_or_run
+    model = Run(model_or_run).load_model() if isinstance(model_or_run, (str, Path)) else model_or_run
     model.eval()
     if getattr(model, "class_names", None) is None:  # a model built in Python rather than loaded from a run
         model.class_names = [str(index) for index in range(model.output_shape[0])]

@@ -8,11 +8,9 @@ from datetime import datetime
 from pathlib import Path
 
 from cnnlab.files import write_atomic, write_json
-from cnnlab.names import MODEL_CARDS
+from cnnlab.names import COURSE_EXPERIMENTS, MODEL_CARDS
 from cnnlab.nn.registry import create_model
 from cnnlab.nn.summary import summarize
-
-COURSE_EXPERIMENTS = ("mlp", "cnn", "cnn2", "cnn-dropout", "cnn-deep")
 
 
 def reproduce(

@@ -75,8 +75,10 @@ class Run:
             record = json.loads(distributed.from_main(read))
         except json.JSONDecodeError:
             record = None
-        if not isinstance(record, dict) or (required and not isinstance(record.get("epochs"), int)):
+        if required and not (isinstance(record, dict) and isinstance(record.get("epochs"), int)):
             raise CnnlabError(f"{file}: damaged (not the settings of a cnnlab run); start a new run")
+        if not isinstance(record, dict):
+            raise CnnlabError(f"{file}: not valid JSON; the run folder is damaged")
         return record
 
     def settings(self) -> TrainConfig:
