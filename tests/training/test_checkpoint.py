@@ -17,8 +17,8 @@ from cnnlab.data.registry import load_dataset
 from cnnlab.errors import CnnlabError
 from cnnlab.nn.optimizers import make_optimizer
 from cnnlab.nn.registry import create_model
-from cnnlab.training.callbacks import StopOnSignal, TrainingInterrupted
-from cnnlab.training.checkpoint import FILE, Checkpoint, Progress, load_checkpoint, save_checkpoint
+from cnnlab.training.callbacks import Checkpoint, StopOnSignal, TrainingInterrupted
+from cnnlab.training.checkpoint import FILE, Progress, load_checkpoint, save_checkpoint
 from cnnlab.training.config import FitConfig, TrainConfig
 from cnnlab.training.loop import fit
 from cnnlab.training.train import seed_everything, train

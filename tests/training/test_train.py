@@ -179,3 +179,45 @@ def test_the_course_run_reaches_the_course_accuracy(run_cli, tmp_path, monkeypat
     assert result.code == 0, result.err
     accuracy = float(result.out.splitlines()[-1].removeprefix("test accuracy: "))
     assert accuracy >= 0.973
+
+
+def test_a_registry_model_is_built_for_the_folder_it_trains_on(run_cli, tmp_path):
+    """Two classes of 64×64 colour pictures: the course's cnn takes their shape and ends in Dense(2)."""
+    from PIL import Image
+
+    generator = np.random.default_rng(0)
+    for name, colour in (("cats", (200, 60, 40)), ("dogs", (40, 60, 200))):
+        (tmp_path / "pets" / name).mkdir(parents=True)
+        for index in range(6):
+            noise = generator.integers(0, 40, (64, 64, 3))
+            Image.fromarray((np.array(colour) + noise).clip(0, 255).astype(np.uint8)).save(
+                tmp_path / "pets" / name / f"{index}.png"
+            )
+    result = run_cli(
+        "train",
+        "--dataset",
+        f"folder:{tmp_path / 'pets'}",
+        "--image-size",
+        "64",
+        "--channels",
+        "3",
+        "--epochs",
+        "1",
+        "--validation-split",
+        "0",
+        "--name",
+        "pets",
+        "--runs-dir",
+        tmp_path / "runs",
+    )
+    assert result.code == 0, result.err
+    run = tmp_path / "runs" / "pets"
+    config = json.loads((run / "config.json").read_text())
+    parameters = (3 * 3 * 3 * 32 + 32) + (31 * 31 * 32 * 128 + 128) + (128 * 2 + 2)
+    assert config["model"] == "cnn" and config["built"] == {
+        "input_shape": [64, 64, 3],
+        "classes": 2,
+        "parameters": parameters,
+    }
+    spec = json.loads((run / "model.json").read_text())["spec"]
+    assert spec["input_shape"] == [64, 64, 3] and spec["layers"][-1]["units"] == 2

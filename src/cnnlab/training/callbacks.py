@@ -15,7 +15,7 @@ Keras, so a callback may override either. A callback sees the model as ``self.mo
 (optimizer, progress, config) as ``self.state``; it stops training by setting ``self.model.stop_training``.
 
 The loop's own duties are callbacks too, run before those a user gives: ``NanGuard``, ``Validation``,
-``History``, ``ProgressDisplay``; a run adds its checkpoint, its files and ``StopOnSignal``.
+``History``, ``ProgressDisplay``; a run adds ``Checkpoint``, its files and ``StopOnSignal``.
 """
 
 from __future__ import annotations
@@ -24,9 +24,12 @@ import math
 import os
 import signal
 import time
+from pathlib import Path
 
 from cnnlab.errors import CnnlabError
 from cnnlab.training import distributed
+from cnnlab.training.checkpoint import FILE as CHECKPOINT
+from cnnlab.training.checkpoint import save_checkpoint
 
 
 class Callback:
@@ -78,8 +81,6 @@ class CallbackList:
 
 
 def diverged(where: str, run=None) -> CnnlabError:
-    from cnnlab.training.checkpoint import FILE as CHECKPOINT
-
     kept = f"; {run / CHECKPOINT} keeps the last good state" if run is not None and (run / CHECKPOINT).exists() else ""
     return CnnlabError(f"the loss became NaN or infinite at {where}: training stopped{kept}. Try a lower --lr")
 
@@ -116,18 +117,22 @@ class Validation(Callback):
 class History(Callback):
     """Adds the epoch's wall seconds to its logs and records it as a row: ``{"epoch": 1, "loss": ..., ...}``.
 
-    The rows live in the loop's ``progress.history``, so a checkpoint keeps them and a resumed run goes on.
+    The loop's own History records into its ``progress.history``, so a checkpoint keeps the rows and a
+    resumed run goes on; one a user passes records into its own list of rows.
     """
 
+    def __init__(self, rows: list[dict] | None = None):
+        self.rows = [] if rows is None else rows
+
     def on_epoch_end(self, epoch, logs=None):
-        logs["seconds"] = round(time.perf_counter() - self.state.epoch_started, 3)
-        self.state.progress.history.append({"epoch": epoch + 1, **logs})
+        logs.setdefault("seconds", round(time.perf_counter() - self.state.epoch_started, 3))
+        self.rows.append({"epoch": epoch + 1, **logs})
 
     @property
     def history(self) -> dict[str, list]:
         """Keras's form: metric name -> one value per epoch."""
-        rows = self.state.progress.history
-        return {key: [row[key] for row in rows if key in row] for key in dict.fromkeys(k for r in rows for k in r)}
+        keys = dict.fromkeys(key for row in self.rows for key in row)
+        return {key: [row[key] for row in self.rows if key in row] for key in keys}
 
 
 def epoch_line(epochs: int, row: dict) -> str:
@@ -172,6 +177,20 @@ class ProgressDisplay(Callback):
     def on_train_end(self, logs=None):
         if self.bar is not None:
             self.bar.close()
+
+
+class Checkpoint(Callback):
+    """Saves the whole training state into ``run`` after every epoch, and when training stops within one."""
+
+    def __init__(self, run: Path):
+        self.run = Path(run)
+
+    def on_epoch_end(self, epoch, logs=None):
+        save_checkpoint(self.run, self.model, self.state.optimizer, self.state.progress)
+
+    def on_train_end(self, logs=None):
+        if self.state.progress.step:  # stopped mid-epoch (a signal): keep the steps it took
+            save_checkpoint(self.run, self.model, self.state.optimizer, self.state.progress)
 
 
 class TrainingInterrupted(Exception):

@@ -24,7 +24,6 @@ import torch
 from cnnlab.errors import CnnlabError
 from cnnlab.files import write_atomic
 from cnnlab.training import distributed
-from cnnlab.training.callbacks import Callback
 
 FILE = "checkpoint.safetensors"
 FORMAT = "cnnlab.checkpoint"  # the metadata key holding the JSON record
@@ -160,17 +159,3 @@ def load_checkpoint(run: Path, model, optimizer) -> Progress:
     if f"rng.cuda.{me.rank}" in tensors and torch.cuda.is_available():
         torch.cuda.set_rng_state(tensors[f"rng.cuda.{me.rank}"])
     return Progress(**record["progress"])
-
-
-class Checkpoint(Callback):
-    """Saves the whole training state into ``run`` after every epoch, and when training stops within one."""
-
-    def __init__(self, run: Path):
-        self.run = Path(run)
-
-    def on_epoch_end(self, epoch, logs=None):
-        save_checkpoint(self.run, self.model, self.state.optimizer, self.state.progress)
-
-    def on_train_end(self, logs=None):
-        if self.state.progress.step:  # stopped mid-epoch (a signal): keep the steps it took
-            save_checkpoint(self.run, self.model, self.state.optimizer, self.state.progress)

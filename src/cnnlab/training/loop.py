@@ -117,7 +117,7 @@ def fit(
     checks = [NanGuard()]
     if validation is not None:
         checks.append(Validation(*(torch.as_tensor(t).to(device) for t in validation)))
-    hooks = CallbackList([*checks, History(), ProgressDisplay(verbose), *callbacks], model, state)
+    hooks = CallbackList([*checks, History(progress.history), ProgressDisplay(verbose), *callbacks], model, state)
     base_lr = config.lr or OPTIMIZERS[config.optimizer][1]
     total_steps = state.steps_per_epoch * config.epochs
     augmentation = parse_augment(config.augment)

@@ -22,8 +22,8 @@ from cnnlab.engine.devices import resolve_device, tune_cpu
 from cnnlab.errors import CnnlabError
 from cnnlab.nn.optimizers import make_optimizer
 from cnnlab.training import distributed
-from cnnlab.training.callbacks import StopOnSignal
-from cnnlab.training.checkpoint import Checkpoint, Progress, load_checkpoint
+from cnnlab.training.callbacks import Checkpoint, StopOnSignal
+from cnnlab.training.checkpoint import Progress, load_checkpoint
 from cnnlab.training.config import TrainConfig
 from cnnlab.training.evaluate import evaluate
 from cnnlab.training.loop import fit, split_validation
@@ -95,8 +95,14 @@ def train(config: TrainConfig, resume: str | Path | None = None, verbose: bool =
         else:
             run, progress = Run(distributed.from_main(lambda: str(Run.create(config).path))), Progress()
         if distributed.is_main():
+            built = {
+                "input_shape": list(model.input_shape),
+                "classes": len(dataset.class_names),
+                "parameters": sum(p.numel() for p in model.parameters()),
+            }  # what the model became for the data
             run.write_settings(
                 config,
+                built=built,
                 data_source=dataset.source,
                 torch=torch.__version__,
                 device=str(device),
