@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cnnlab.data import idx as data
@@ -187,7 +187,7 @@ def scratch(tmp_path_factory):
     return tmp_path_factory.mktemp("idx-property")
 
 
-@settings(max_examples=5000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=settings.default.max_examples * 5)
 @given(candidate=idx_candidates())
 def test_read_idx_returns_the_exact_array_or_a_cnnlab_error(scratch, candidate):
     written, raw, compressed, damaged = candidate

@@ -42,7 +42,7 @@ strides = st.tuples(st.integers(1, 3), st.integers(1, 3))
 windows = st.tuples(st.integers(1, 5), st.integers(1, 5))
 
 
-@settings(max_examples=1000, deadline=None)
+@settings(max_examples=settings.default.max_examples)
 @given(
     image=images(),
     window=windows,
@@ -66,7 +66,7 @@ def test_convolve_equals_scipy_correlate2d(image, window, stride, padding, per_k
     assert result.shape[:2] == (rows, cols)
 
 
-@settings(max_examples=800, deadline=None)
+@settings(max_examples=settings.default.max_examples * 4 // 5)
 @given(
     image=images(),
     size=windows,
@@ -84,7 +84,7 @@ def test_pool_equals_a_loop_over_windows(image, size, stride, padding, kind):
     np.testing.assert_allclose(result, reference_pool(image, size, kind, steps, padding), rtol=1e-12)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=settings.default.max_examples // 5)
 @given(
     signal=arrays(np.int64, st.integers(1, 30), elements=small_ints),
     kernel=arrays(np.int64, st.integers(1, 6), elements=small_ints),

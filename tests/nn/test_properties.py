@@ -16,7 +16,7 @@ from functools import cache
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -27,8 +27,6 @@ from cnnlab.nn.layers import ACTIVATIONS, LAYER_ALIASES, LAYER_TYPES, PADDINGS
 from cnnlab.nn.registry import create_model, parse_model
 from cnnlab.nn.specs import KEYWORDS, SpecError, model_from_spec, parse_spec_line
 from cnnlab.serve.predict import predict_image
-
-QUICK = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # --- model specs -----------------------------------------------------------------------------------
 
@@ -150,7 +148,7 @@ def _check_model(model) -> None:
     assert tuple(output.shape) == (2, *expected)
 
 
-@settings(max_examples=2000, **QUICK)
+@settings(max_examples=settings.default.max_examples * 2)
 @given(spec=specs)
 def test_any_json_spec_builds_or_is_refused_with_a_spec_error(spec):
     try:
@@ -200,7 +198,6 @@ tokens = st.one_of(
 lines = st.lists(tokens, max_size=6).map("-".join)
 
 
-@settings(max_examples=1000, **QUICK)
 @given(text=lines, input_shape=st.one_of(st.none(), st.just((28, 28, 1)), st.tuples(small, small, small)))
 def test_any_one_line_spec_builds_or_is_refused_with_a_spec_error(text, input_shape):
     try:
@@ -277,7 +274,6 @@ def picture_files(draw) -> bytes:
     return data
 
 
-@settings(max_examples=1000, **QUICK)
 @given(data=picture_files(), dataset=st.sampled_from(["mnist", "fashion-mnist", "cifar10"]))
 def test_any_picture_is_prepared_or_refused_with_a_cnnlab_error(data, dataset):
     model = models()[dataset]
