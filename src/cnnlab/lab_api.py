@@ -248,9 +248,10 @@ def create_lab_app(image: str | None = None) -> FastAPI:
     return app
 
 
-def serve_lab(image: str | None = None, host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Run the lab with uvicorn until Ctrl-C, with ``cnnlab serve``'s defences against slow or many clients."""
+def serve_lab(app: FastAPI, host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Run ``create_lab_app``'s app with uvicorn until Ctrl-C, with ``cnnlab serve``'s defences against slow or
+    many clients."""
     import uvicorn
 
-    uvicorn.run(create_lab_app(image), host=host, port=port, http=HeadDeadline, timeout_keep_alive=5,
+    uvicorn.run(app, host=host, port=port, http=HeadDeadline, timeout_keep_alive=5,
                 limit_concurrency=64, h11_max_incomplete_event_size=16 * 1024, timeout_graceful_shutdown=5)

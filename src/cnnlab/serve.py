@@ -201,6 +201,7 @@ PREDICT_BODY = {"requestBody": {"required": True, "content": {
 
 def create_app(model_or_run, max_upload: int = MAX_UPLOAD) -> FastAPI:
     """The FastAPI application for a model (or a run folder to load it from)."""
+    from cnnlab.lab_api import add_lab_routes
     from cnnlab.modelio import load
     from cnnlab.summary import summarize
 
@@ -216,6 +217,7 @@ def create_app(model_or_run, max_upload: int = MAX_UPLOAD) -> FastAPI:
     app.add_middleware(BodyLimit, limit=max_upload)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.mount("/docs-assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")  # no CDN: works offline
+    add_lab_routes(app)
     model_card = {"name": model.name, "dataset": dataset, "input_shape": list(model.input_shape),
                   "class_names": list(model.class_names), "summary": summarize(model).to_dict()}
 
