@@ -76,8 +76,7 @@ class PictureStore:
     """Pictures by id, the built-in ones first; uploads are kept for the MAX_UPLOADS latest (thread-safe)."""
 
     def __init__(self, image_path: str | None = None):
-        self._builtin = {"photo": ("photo (gray, the course's 512×512)", gray_photo),
-                         "photo-colour": ("photo (colour)", colour_photo)}
+        self._builtin = {"photo": ("the course's photo", gray_photo), "photo-colour": ("the photo", colour_photo)}
         if image_path is not None:  # read now: a bad file is reported before the server starts
             pixels = vision.load_image(image_path)
             self._builtin = {"image": (image_path, lambda: pixels), **self._builtin}
