@@ -96,10 +96,11 @@ def test_a_colour_picture_is_three_planes_each_with_its_kernel_summed_or_kept_ap
                       values=True)
     np.testing.assert_allclose(summed["values"], vision.convolve(colour_photo(), stacked), atol=TOLERANCE, rtol=0)
     assert summed["input_shape"] == [512, 512, 3] and summed["output_shape"] == [510, 510]
+    assert summed["stages"][0]["output_shape"] == [510, 510]  # the three planes summed into one
 
     apart = filtered(client, picture="photo-colour", colour="per-channel", channel_kernels=[k.tolist() for k in kernels],
                      values=True)
-    assert apart["output_shape"] == [510, 510, 3]
+    assert apart["output_shape"] == apart["stages"][0]["output_shape"] == [510, 510, 3]
     assert [image["name"] for image in apart["images"]] == ["red", "green", "blue"]
     np.testing.assert_allclose(np.sum(apart["values"], axis=2), summed["values"], atol=TOLERANCE, rtol=0)
 
@@ -143,6 +144,12 @@ def test_the_step_crop_of_a_colour_picture_gives_each_plane_s_part_of_the_sum(cl
     np.testing.assert_allclose(np.sum(answer["contributions"], axis=0), answer["output"], atol=TOLERANCE, rtol=0)
     expected = vision.convolve(colour_photo()[10:18, 20:28], np.ones((3, 3)))
     np.testing.assert_allclose(answer["output"], expected, atol=TOLERANCE, rtol=0)
+
+
+def test_a_step_crop_smaller_than_the_kernel_grows_to_the_kernel_s_size(client):
+    answer = filtered(client, kernel=np.ones((5, 7)).tolist(), step={"top": 0, "left": 0, "size": 3})["step"]
+    assert np.shape(answer["values"][0]) == (5, 7) and answer["output"] == [[pytest.approx(
+        vision.default_photo()[:5, :7].sum(), abs=TOLERANCE)]]
 
 
 def test_pooling_alone_has_no_step_crop(client):

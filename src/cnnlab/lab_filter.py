@@ -78,12 +78,12 @@ def filter_picture(pixels: np.ndarray, kernel: list | None = None, channel_kerne
     if weights is not None:
         stages.append(stage("convolution", image.shape, weights.shape[:2], stride, padding, "kernel"))
         result = vision.convolve(image, weights, stride=stride, padding=padding, per_channel=colour == "per-channel")
+        stages[-1]["output_shape"] = list(result.shape)  # (H', W'): the planes summed, or (H', W', C) kept apart
     if pool is not None:
         kind, size = pool  # the stride is the pool size and the padding valid: Keras's defaults, as `cnnlab filter`
         stages.append(stage(f"{kind} pooling", result.shape, size, size, "valid", "pool"))
         result = vision.pool(result, size, kind=kind)
-    for done in stages:
-        done["output_shape"] = [axis["out"] for axis in done["axes"]] + done["input_shape"][2:]
+        stages[-1]["output_shape"] = list(result.shape)
     planes = [result] if result.ndim == 2 else [result[:, :, c] for c in range(result.shape[2])]
     names = ["output"] if result.ndim == 2 else vision.channel_names(result.shape[2])
     crop = None if step is None or weights is None else step_crop(image, weights, stride, padding, *step)
@@ -95,14 +95,16 @@ def filter_picture(pixels: np.ndarray, kernel: list | None = None, channel_kerne
 
 def step_crop(image: np.ndarray, kernel: np.ndarray, stride, padding: str, top: int, left: int, size: int) -> dict:
     """The numbers of the step-by-step mode: a size × size crop of the first stage's input at (top, left)
-    (moved inside the picture when it would stick out), filtered alone, as the teacher does on the board.
+    (at least the kernel's size, moved inside the picture when it would stick out), filtered alone, as the
+    teacher does on the board.
 
     ``values`` and ``kernels`` hold one grid per channel; ``output`` is what the layer computes (for a
     colour input in ``sum`` mode: the three channels summed), ``contributions`` each channel's part of it.
     """
-    height, width = image.shape[:2]
-    top, left = (max(0, min(start, extent - size)) for start, extent in ((top, height), (left, width)))
-    crop = image[top:top + size, left:left + size]
+    rows, cols = (max(size, k) for k in kernel.shape[:2])  # never smaller than the kernel: it must fit once
+    top, left = (max(0, min(start, extent - side)) for start, extent, side in ((top, image.shape[0], rows),
+                                                                                (left, image.shape[1], cols)))
+    crop = image[top:top + rows, left:left + cols]
     planes = crop if crop.ndim == 3 else crop[:, :, None]  # (h, w, C)
     weights = kernel if kernel.ndim == 3 else np.repeat(kernel[:, :, None], planes.shape[2], axis=2)
     sizes = stage("step crop", crop.shape, kernel.shape[:2], stride, padding, "step")
