@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import subprocess
 import sys
@@ -110,6 +111,17 @@ def test_gray_mode_makes_a_colour_picture_one_plane(client):
     luma = colour_photo() @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
     assert answer["input_shape"] == [512, 512]
     np.testing.assert_allclose(answer["values"], luma, atol=TOLERANCE, rtol=0)
+
+
+def test_signed_outputs_are_drawn_blue_white_red_and_others_black_to_white():
+    from cnnlab.lab_pictures import png_data_url
+
+    def drawn(values) -> np.ndarray:
+        encoded = png_data_url(np.array(values, dtype=float)).removeprefix("data:image/png;base64,")
+        return np.asarray(Image.open(io.BytesIO(base64.b64decode(encoded))).convert("RGB"))
+
+    np.testing.assert_array_equal(drawn([[-2.0, 0.0, 2.0]])[0], [[33, 102, 172], [255, 255, 255], [178, 24, 43]])
+    np.testing.assert_array_equal(drawn([[1.0, 5.0, 9.0]])[0], [[0, 0, 0], [128, 128, 128], [255, 255, 255]])
 
 
 # --- the step-by-step crop --------------------------------------------------------------------

@@ -126,30 +126,41 @@ def display_rule(values: np.ndarray) -> str:
     return "gray: the minimum black, the maximum white"
 
 
-def _levels(values: np.ndarray) -> np.ndarray:
-    """A 2-D array as uint8 by the rule of ``display_rule``: (H, W, 3) colours, or (H, W) gray levels."""
+def _diverging_palette() -> list[int]:
+    """Blue (index 0, the most negative) to white (127, zero) to red (254, the most positive); 255 unused."""
+    indices = np.arange(256)[:, None]
+    weights = np.abs(indices - 127) / 127  # (256, 1): how far from white
+    ends = np.where(indices < 127, NEGATIVE_RGB, POSITIVE_RGB)
+    return np.round(WHITE_RGB + np.minimum(weights, 1.0) * (ends - WHITE_RGB)).astype(np.uint8).ravel().tolist()
+
+
+DIVERGING = _diverging_palette()
+
+
+def _drawn(values: np.ndarray) -> Image.Image:
+    """A 2-D array drawn by the rule of ``display_rule``: gray levels, or a palette image (small, fast to encode)."""
     low, high = float(values.min()), float(values.max())
     if low < 0.0 < high:
         limit = float(np.percentile(np.abs(values), SATURATION_PERCENTILE)) or max(-low, high)
-        signed = np.clip(values / limit, -1.0, 1.0)[:, :, None]  # (H, W, 1) in [-1, 1]
-        ends = np.where(signed < 0, NEGATIVE_RGB, POSITIVE_RGB)
-        return np.round(WHITE_RGB + np.abs(signed) * (ends - WHITE_RGB)).astype(np.uint8)
+        indices = np.round(127 + 127 * np.clip(values / limit, -1.0, 1.0)).astype(np.uint8)  # 0..254
+        image = Image.fromarray(indices, mode="P")
+        image.putpalette(DIVERGING)
+        return image
     scaled = (values - low) / (high - low) if high > low else np.zeros_like(values)
-    return np.round(scaled * 255).astype(np.uint8)
+    return Image.fromarray(np.round(scaled * 255).astype(np.uint8))
 
 
 def png_bytes(pixels: np.ndarray) -> bytes:
     """A picture (floats in [0, 1], gray or RGB) as PNG bytes, as it is: no rescaling."""
-    levels = np.round(np.clip(pixels, 0.0, 1.0) * 255).astype(np.uint8)
-    return _encode(levels)
+    return _encode(Image.fromarray(np.round(np.clip(pixels, 0.0, 1.0) * 255).astype(np.uint8)))
 
 
 def png_data_url(values: np.ndarray) -> str:
     """A 2-D filter output as a PNG data URL, drawn by the rule of ``display_rule``."""
-    return "data:image/png;base64," + base64.b64encode(_encode(_levels(values))).decode("ascii")
+    return "data:image/png;base64," + base64.b64encode(_encode(_drawn(values))).decode("ascii")
 
 
-def _encode(levels: np.ndarray) -> bytes:
+def _encode(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
-    Image.fromarray(levels).save(buffer, format="PNG", compress_level=1)  # fast: the page waits for it
+    image.save(buffer, format="PNG", compress_level=1)  # fast: the page waits for it
     return buffer.getvalue()
