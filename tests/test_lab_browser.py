@@ -198,6 +198,32 @@ def test_bad_settings_get_a_clear_message_on_the_page(open_lab, tmp_path):
     expect(page.locator("#output-shape")).to_have_text("4×5")
 
 
+def test_a_drawing_is_filtered_and_identity_takes_odd_sizes_only(open_lab):
+    from playwright.sync_api import expect
+
+    page = open_lab(1280)
+    page.click("#draw-toggle")
+    box = page.locator("#draw-pad").bounding_box()
+    page.mouse.move(box["x"] + 40, box["y"] + 40)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] - 40, box["y"] + box["height"] - 40, steps=20)  # a diagonal stroke
+    page.mouse.up()
+    page.click("#draw-use")
+    expect(page.locator("#input-shape")).to_have_text("256×256")  # the pad's pixels, gray: one plane
+    expect(page.locator("#output-shape")).to_have_text("254×254")
+    assert "drawing" in page.locator("#picture option:checked").text_content()
+    expect(page.locator("#range-min")).to_have_text("0")  # 3×3 all ones: 0 on the ink, 9 on the white paper
+    expect(page.locator("#range-max")).to_have_text("9")
+
+    page.select_option("#kernel-name", "identity")
+    page.focus("#kernel-size")
+    page.keyboard.press("ArrowRight")  # 3 -> 5: an identity has a centre pixel
+    expect(page.locator("#kernel-size-value")).to_have_text("5")
+    page.keyboard.press("ArrowLeft")
+    expect(page.locator("#kernel-size-value")).to_have_text("3")
+    expect(page.locator("#output-shape")).to_have_text("254×254")
+
+
 def test_on_a_phone_the_page_fits_390_pixels_and_a_tap_moves_the_crop(open_lab, tmp_path):
     from playwright.sync_api import expect
 

@@ -68,8 +68,10 @@ function setNamedKernel(name, size) {
     updateKernelNote();
     return;
   }
-  const sizes = Object.keys(kernel.weights).map(Number);
+  const sizes = Object.keys(kernel.weights).map(Number);   // 1 to 7; odd ones only for identity; 3 for fixed ones
   const chosen = sizes.includes(size) ? size : sizes.find((each) => each > size) ?? sizes[sizes.length - 1];
+  knobs.kernelSize.min = sizes[0];
+  knobs.kernelSize.step = sizes.length > 1 ? sizes[1] - sizes[0] : 1;  // the slider stops at the sizes there are
   knobs.kernelSize.value = chosen;
   $("kernel-size-value").textContent = chosen;
   const rows = kernel.weights[chosen].map((row) => row.map(String));
