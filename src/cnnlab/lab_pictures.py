@@ -84,10 +84,6 @@ class PictureStore:
         self._count = 0
         self._lock = threading.Lock()
 
-    @property
-    def default_id(self) -> str:
-        return next(iter(self._builtin))
-
     def get(self, picture_id: str) -> Picture:
         if picture_id in self._builtin:
             name, pixels = self._builtin[picture_id]

@@ -438,7 +438,9 @@ function choosePicture(id) {
   $("input-image").src = `/api/lab/pictures/${encodeURIComponent(id)}.png`;
   const colour = picture.shape.length === 3;
   knobs.colour.disabled = !colour;
-  $("colour-note").textContent = colour ? "Three planes: red, green and blue." : "A gray picture has a single plane.";
+  $("colour-note").textContent = colour
+    ? "Three planes, red, green and blue, each with its kernel; summed, as a Conv2D with three input channels."
+    : "A gray picture has a single plane.";
   const planes = usesPlanes();
   $("own-kernels-label").hidden = !planes;
   if (!planes && grids.length > 1) grids = [grids[0]];
