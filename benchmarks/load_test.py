@@ -287,7 +287,7 @@ class Report:
 
 def run_load_test(run: Path, requests: int, clients: int, abuse_rounds: int = 3, stalled: int = 4) -> Report:
     """Start the server, stall some connections, warm up, then load and abuse it at the same time."""
-    from cnnlab.serve.app import BODY_TIMEOUT, HEAD_TIMEOUT
+    from cnnlab.serve.web import BODY_TIMEOUT, HEAD_TIMEOUT
 
     pictures = digit_pictures()
     with tempfile.TemporaryDirectory() as scratch, running_server(run, Path(scratch) / "server.log") as server:

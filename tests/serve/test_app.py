@@ -25,7 +25,8 @@ with warnings.catch_warnings():  # newer Starlette prefers httpx2 but works with
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient` is deprecated")
     from fastapi.testclient import TestClient
 
-from cnnlab.serve.app import STATIC, BodyLimit, create_app
+from cnnlab.serve.app import create_app
+from cnnlab.serve.web import STATIC, BodyLimit
 
 LIMIT = 200_000  # bytes: small, so that a too-large body is cheap to send
 
@@ -69,13 +70,6 @@ def test_the_api_docs_work_offline(client):
 def test_the_page_loads_nothing_from_the_internet():
     for path in STATIC.iterdir():
         assert not re.search(r"(?:https?:)?//[a-z0-9.-]+\.[a-z]{2,}", path.read_text()), path.name
-
-
-def test_drawing_on_the_pad_does_not_scroll_the_page():
-    css = (STATIC / "style.css").read_text()
-    pad_rule = re.search(r"#pad\s*\{([^}]*)\}", css).group(1)
-    assert re.search(r"touch-action:\s*none", pad_rule)
-    assert "pointerdown" in (STATIC / "app.js").read_text()
 
 
 # --- the API --------------------------------------------------------------------------------------
@@ -193,9 +187,11 @@ def test_a_stalled_body_gets_408():
 
 def test_a_missing_web_extra_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "fastapi", None)  # importing it now raises ImportError
-    monkeypatch.delitem(sys.modules, "cnnlab.serve.app")
-    with pytest.raises(CnnlabError, match=r"pip install 'cnnlab\[web\]'"):
-        importlib.import_module("cnnlab.serve.app")
+    for module in ("cnnlab.serve.app", "cnnlab.serve.web", "cnnlab.serve.lab_api"):
+        monkeypatch.delitem(sys.modules, module, raising=False)
+    for page in ("cnnlab.serve.app", "cnnlab.serve.lab_api"):  # cnnlab serve, cnnlab lab
+        with pytest.raises(CnnlabError, match=r"pip install 'cnnlab\[web\]'"):
+            importlib.import_module(page)
 
 
 def test_serve_reads_sizes_and_refuses_nonsense(run_cli, trained_run):

@@ -70,6 +70,7 @@ def test_drawing_a_one_shows_the_prediction_bars_and_feature_maps(sync_playwrigh
             page.goto(server_url + "/")
             expect(page.locator("#bars li")).to_have_count(10)  # /api/model has answered
             assert page.is_visible("#hint")
+            expect(page.locator("#pad")).to_have_css("touch-action", "none")  # drawing with a finger never scrolls
 
             box = page.locator("#pad").bounding_box()
             x = box["x"] + box["width"] * 0.5

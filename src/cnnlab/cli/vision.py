@@ -15,8 +15,6 @@ import click
 
 from cnnlab.errors import CnnlabError
 
-FORMULA = "out = floor((in + pad − k) / s) + 1"
-
 
 class PositivePair(click.ParamType):
     """``N`` or ``NY,NX``: one positive integer for both axes, or one for rows and one for columns."""
@@ -105,7 +103,7 @@ def _output_line(before: tuple[int, ...], after: tuple[int, ...], window, stride
     for axis, n, k, s in zip(("rows", "cols"), before, window, stride):
         out, pad = vision.output_size(n, k, s, padding)
         steps.append(f"{axis} floor(({n} + {pad} − {k}) / {s}) + 1 = {out}")
-    return f"output: {vision.format_shape(after)}  ({FORMULA}: {', '.join(steps)})"
+    return f"output: {vision.format_shape(after)}  ({vision.FORMULA}: {', '.join(steps)})"
 
 
 def _apply_kernel(image, label: str, weights, stride, padding: str, per_channel: bool):

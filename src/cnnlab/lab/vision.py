@@ -32,6 +32,7 @@ from cnnlab.lab.plots import save_figure
 
 PADDINGS = ("valid", "same")
 POOLS = ("max", "avg")
+FORMULA = "out = floor((in + pad − k) / s) + 1"  # the output size of a sliding window, as Keras computes it
 PANEL_INCHES = 4.0  # each picture of a figure gets a 4 × 4 inch panel ...
 DPI = 100  # ... of 400 × 400 pixels in the PNG
 DEFAULT_PHOTO = "grace_hopper.jpg"  # a real photograph in matplotlib's sample data
