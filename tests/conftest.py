@@ -17,6 +17,13 @@ settings.register_profile("quick", max_examples=100, deadline=None, suppress_hea
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if "CI" in os.environ else "quick"))
 
 
+def pytest_collection_modifyitems(items):
+    """Browser tests start Chromium: part of the slow lane too (pytest -m "not slow" leaves them out)."""
+    for item in items:
+        if item.get_closest_marker("browser"):
+            item.add_marker(pytest.mark.slow)
+
+
 @dataclass
 class CliResult:
     code: int

@@ -297,6 +297,7 @@ def test_bad_input_gets_one_clear_line(case, tmp_path, run_cli):
     assert not (tmp_path / "it-ran").exists()  # nothing in a model file ran
 
 
+@pytest.mark.slow
 def test_a_nan_in_epoch_two_keeps_epoch_one_checkpoint(tmp_path, run_cli, monkeypatch):
     """The loss turns NaN at the 5th step of epoch 2: the checkpoint of epoch 1 stays, whole and loadable."""
     import types

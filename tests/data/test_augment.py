@@ -71,6 +71,7 @@ def test_wrong_choices_are_refused():
         Augmentation(shift=1).apply(torch.zeros(4, 5, 5, 1, dtype=torch.uint8), torch.zeros(3, 3, dtype=torch.long))
 
 
+@pytest.mark.slow
 def test_training_in_two_parts_sees_the_same_augmented_images():
     """The draws depend on (seed, global step): stopping after an epoch and going on changes nothing."""
     data = load_dataset("mnist")

@@ -263,6 +263,7 @@ def test_folder_errors_are_cnnlab_errors(tmp_path):
 # --- training on them, end to end --------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_course_cifar_cnn_trains_on_a_cifar_archive(run_cli, tmp_path, cifar):
     batches, _ = cifar
     (tmp_path / "cifar-10-binary.tar.gz").write_bytes(

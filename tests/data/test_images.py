@@ -73,6 +73,7 @@ def test_the_reader_turns_phone_photos_upright_flattens_alpha_and_scales_16_bit(
     assert deep.max() == 255 and 100 < np.median(deep) < 155  # scaled from 16 bits, not clipped at 255
 
 
+@pytest.mark.slow
 def test_phone_photos_in_a_folder_keep_their_classes_at_predict_time(run_cli, tmp_path):
     """Pictures stored sideways with an EXIF turn: trained upright, predicted upright (before: classes swapped)."""
     root = tmp_path / "bars"

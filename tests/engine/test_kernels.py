@@ -169,6 +169,7 @@ def test_rmsprop_kernel_is_not_used_for_mismatched_layouts():
     assert not kernels.rmsprop_applies([weight.double()], [weight.double()], [weight.double()])
 
 
+@pytest.mark.slow
 @needs_kernels
 def test_the_kernels_can_be_switched_off_for_comparisons():
     code = (

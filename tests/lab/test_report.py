@@ -83,6 +83,7 @@ def test_the_worst_mistakes_are_wrong_and_most_confident_first(real_report):
     assert confidences[0] == report.confidence[wrong].max()
 
 
+@pytest.mark.slow
 def test_write_report_writes_text_json_and_figures(real_report, tmp_path):
     _, images, _, report = real_report
     written = write_report(report, images, tmp_path / "report")
@@ -105,6 +106,7 @@ def test_no_mistakes_means_no_mistakes_figure(tmp_path):
     assert "none: no mistakes" in (tmp_path / "report.txt").read_text()
 
 
+@pytest.mark.slow
 def test_evaluate_report_command(run_cli, trained_run, tmp_path):
     result = run_cli("evaluate", trained_run, "--report", "--out", tmp_path / "out")
     assert result.code == 0, result.err

@@ -69,6 +69,7 @@ def test_torch_optimizers_update_exactly_as_torch_does(ours, torchs, options):
     assert saved.keys() == loaded.keys() and all(torch.equal(saved[key], loaded[key]) for key in saved)
 
 
+@pytest.mark.slow
 def test_no_optimizer_imports_torch_dynamo():
     """torch._dynamo takes 1.0-1.4 s to import; none of cnnlab's optimizers may pull it in."""
     probe = """

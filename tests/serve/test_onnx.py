@@ -14,6 +14,8 @@ from cnnlab.errors import CnnlabError
 from cnnlab.nn.inputs import as_model_input
 from cnnlab.serve.onnx import export_onnx, run_onnx
 
+pytestmark = pytest.mark.slow  # each export traces and checks a whole model (seconds)
+
 onnx = pytest.importorskip("onnx", reason="the onnx extra is not installed")
 pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
 

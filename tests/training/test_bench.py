@@ -41,6 +41,7 @@ def test_channels_last_model_matches_the_plain_model():
         torch.testing.assert_close(b.grad, a.grad, atol=1e-5, rtol=1e-4, msg=name)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd"])
 def test_fused_optimizers_take_the_same_steps_as_plain_ones(optimizer):
     torch.manual_seed(0)
@@ -63,6 +64,7 @@ def test_fused_optimizers_take_the_same_steps_as_plain_ones(optimizer):
         torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_fit_takes_the_same_steps_as_a_plain_loop():
     """Two epochs of the course's fit against NCHW tensors and torch's operators, Keras's RMSprop written out."""
     data = load_dataset("mnist")
@@ -107,6 +109,7 @@ def test_gemm_rates_are_flops_over_the_fastest_timing(monkeypatch):
     assert rates == {"torch.mm": pytest.approx(2 * 64**3 / 1e-3), "onednn": pytest.approx(2 * 64**3 / 1e-3)}
 
 
+@pytest.mark.slow
 def test_peak_memory_follows_what_the_process_touched():
     """In a fresh process (this one's peak is already high): 300 MiB written raise the peak by about as much."""
     code = (
@@ -132,6 +135,7 @@ def test_figures_are_derived_from_the_timing_and_the_floor():
     }
 
 
+@pytest.mark.slow
 def test_bench_prints_and_writes_its_figures(run_cli, tmp_path):
     out = tmp_path / "bench.json"
     result = run_cli("bench", "--limit", "300", "--epochs", "1", "--json", out)
@@ -158,6 +162,7 @@ def test_bench_prints_and_writes_its_figures(run_cli, tmp_path):
     assert [speedup["name"] for speedup in figures["speedups"]] == [line[7:].split(" (")[0] for line in lines[6:]]
 
 
+@pytest.mark.slow
 def test_bench_compares_with_the_textbook_loop(run_cli, tmp_path):
     out = tmp_path / "bench.json"
     result = run_cli("bench", "--compare", "textbook", "--limit", "200", "--epochs", "1", "--json", out)
@@ -170,6 +175,7 @@ def test_bench_compares_with_the_textbook_loop(run_cli, tmp_path):
     assert "textbook loop" in result.out and "textbook loop / cnnlab engine:" in result.out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "script, arguments, line",
     [

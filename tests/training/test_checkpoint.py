@@ -54,6 +54,7 @@ def _without_seconds(history: list[dict]) -> list[dict]:
     return [{key: value for key, value in row.items() if key != "seconds"} for row in history]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model_name", ["cnn", "cnn-dropout"])
 @pytest.mark.parametrize("stop_after", [4, 10, 13])  # mid-epoch 1, at the end of epoch 1, mid-epoch 2
 def test_interrupted_then_resumed_fit_ends_with_the_same_weights(tmp_path, digits, model_name, stop_after):
@@ -88,6 +89,7 @@ def test_interrupted_then_resumed_fit_ends_with_the_same_weights(tmp_path, digit
         assert torch.equal(weight, reference), name
 
 
+@pytest.mark.slow
 def test_the_random_state_matters_for_dropout(tmp_path, digits):
     """Control for the test above: resuming cnn-dropout without restoring torch's generator diverges."""
     config = FitConfig(epochs=1, batch_size=32)
@@ -111,6 +113,7 @@ def test_the_random_state_matters_for_dropout(tmp_path, digits):
     assert not torch.equal(resumed.layers[-1].linear.weight, model.layers[-1].linear.weight)
 
 
+@pytest.mark.slow
 def test_same_seed_same_history_other_seed_other_history(digits):
     def history(seed: int) -> list[dict]:
         model, optimizer = _start("cnn-dropout", seed)
@@ -135,6 +138,7 @@ def uninterrupted(tmp_path_factory) -> bytes:
     return (runs / "whole" / "model.safetensors").read_bytes()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_saves_and_resume_ends_byte_identical(tmp_path, run_cli, uninterrupted, signal_number):
     child = subprocess.Popen(
@@ -203,6 +207,7 @@ def _loaded_epoch(run: Path) -> int:
     return epoch
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("die, expected_epoch", [("before", 2), ("after", 3)])
 def test_sigkill_at_the_rename_leaves_a_whole_checkpoint(tmp_path, die, expected_epoch):
     child = subprocess.run([sys.executable, "-c", SAVER, str(tmp_path), die], capture_output=True, timeout=120)
@@ -215,6 +220,7 @@ def test_sigkill_at_the_rename_leaves_a_whole_checkpoint(tmp_path, die, expected
     assert not list(tmp_path.glob(f".{FILE}.*.tmp"))  # the next save clears it away
 
 
+@pytest.mark.slow
 def test_sigkill_at_a_random_moment_leaves_a_whole_checkpoint(tmp_path):
     child = subprocess.Popen([sys.executable, "-c", SAVER, str(tmp_path), "never"], stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60

@@ -17,6 +17,8 @@ from safetensors.torch import load_file
 from cnnlab.training.config import TrainConfig
 from cnnlab.training.train import train
 
+pytestmark = pytest.mark.slow  # torchrun starts processes that train
+
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run"]  # the torchrun command, from this Python
 TRAIN_ARGS = ["--limit", "6000", "--epochs", "2", "--batch-size", "64", "--device", "cpu"]  # 66 steps per epoch
 

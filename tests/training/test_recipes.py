@@ -61,6 +61,7 @@ def test_unknown_recipe_is_one_line(run_cli, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(RECIPES))
 def test_each_recipe_trains_a_step_and_writes_its_run(name, tmp_path):
     batch = RECIPES[name].settings["batch_size"]
@@ -70,6 +71,7 @@ def test_each_recipe_trains_a_step_and_writes_its_run(name, tmp_path):
     assert saved["recipe"] == name and saved["augment"] == RECIPES[name].settings.get("augment")
 
 
+@pytest.mark.slow
 def test_train_cli_takes_the_recipe_and_the_options_given(run_cli, tmp_path):
     result = run_cli(
         "train",

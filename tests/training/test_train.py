@@ -23,6 +23,7 @@ def test_validation_split_is_the_last_fraction_before_shuffling():
     assert train_y.tolist() == list(range(7)) and val_y.tolist() == [7, 8, 9]
 
 
+@pytest.mark.slow
 def test_short_run_writes_a_complete_run_folder(tmp_path):
     result = train(TrainConfig(limit=3000, epochs=2, name="short", runs_dir=str(tmp_path)), verbose=False)
     run = tmp_path / "short"
@@ -48,6 +49,7 @@ def test_short_run_writes_a_complete_run_folder(tmp_path):
     assert config["limit"] == 3000 and config["optimizer"] == "rmsprop" and config["validation_split"] == 0.3
 
 
+@pytest.mark.slow
 def test_train_cli_prints_one_line_per_epoch_then_the_test_accuracy(run_cli, tmp_path):
     result = run_cli("train", "--limit", "2000", "--epochs", "2", "--name", "cli", "--runs-dir", tmp_path)
     assert result.code == 0, result.err
@@ -121,6 +123,7 @@ def test_summary_cli_gives_keras_totals(run_cli):
     assert as_json["total_params"] == 570_602 and as_json["layers"][0]["output_shape"] == [784]
 
 
+@pytest.mark.slow
 def test_reproduce_prints_and_writes_the_table(run_cli, tmp_path):
     result = run_cli(
         "reproduce", "--models", "cnn,mlp", "--epochs", "1", "--limit", "1500", "--out-dir", tmp_path, "--quiet"
@@ -135,6 +138,7 @@ def test_reproduce_prints_and_writes_the_table(run_cli, tmp_path):
     assert (tmp_path / "reproduce.md").read_text().splitlines()[:4] == lines[:4]
 
 
+@pytest.mark.slow
 def test_mixed_bfloat16_trains_in_bfloat16_and_is_recorded(tmp_path):
     from cnnlab.engine.devices import autocast
 
@@ -151,6 +155,7 @@ def test_mixed_bfloat16_trains_in_bfloat16_and_is_recorded(tmp_path):
     assert all(parameter.dtype == torch.float32 for parameter in result.model.parameters())
 
 
+@pytest.mark.slow
 def test_the_console_script_keeps_exit_codes_and_output(tmp_path):
     """``cnnlab`` leaves through os._exit: what it printed must still arrive, with the right exit code."""
     summary = subprocess.run([sys.executable, "-m", "cnnlab", "summary", "cnn"], capture_output=True, text=True)
@@ -181,6 +186,7 @@ def test_the_course_run_reaches_the_course_accuracy(run_cli, tmp_path, monkeypat
     assert accuracy >= 0.973
 
 
+@pytest.mark.slow
 def test_a_registry_model_is_built_for_the_folder_it_trains_on(run_cli, tmp_path):
     """Two classes of 64×64 colour pictures: the course's cnn takes their shape and ends in Dense(2)."""
     from PIL import Image

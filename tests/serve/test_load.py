@@ -11,6 +11,8 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCHMARK = Path(__file__).parents[2] / "benchmarks" / "load_test.py"
 _spec = importlib.util.spec_from_file_location("load_test", BENCHMARK)
 load_test = sys.modules["load_test"] = importlib.util.module_from_spec(_spec)  # dataclasses look themselves up there
@@ -20,6 +22,7 @@ REQUESTS, CLIENTS = 2000, 8
 RSS_GROWTH_MIB = 40  # after a warm-up; a leak of 20 KB per request would exceed it
 
 
+@pytest.mark.slow
 def test_the_server_keeps_serving_under_load_and_abuse(tmp_path):
     report = load_test.run_load_test(load_test.untrained_run(tmp_path / "model"), REQUESTS, CLIENTS)
     print("\n".join(report.lines()))  # the figures, for -s
