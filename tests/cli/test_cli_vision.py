@@ -175,6 +175,7 @@ def test_filters_draws_the_first_conv_layer_into_filters_png(run_cli, trained_ru
     assert width > height  # 32 kernels on 4 lines of 8
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("layer", ["conv2d_1", "2"])
 def test_filters_of_a_deeper_layer(run_cli, saved_models, tmp_path, layer):
     result = run_cli("filters", saved_models / "cnn2", "--layer", layer, "--out", tmp_path / "k.png")
@@ -183,6 +184,7 @@ def test_filters_of_a_deeper_layer(run_cli, saved_models, tmp_path, layer):
     png_size(tmp_path / "k.png", min_colours=100)
 
 
+@pytest.mark.slow
 def test_features_of_a_test_image(run_cli, trained_run, tmp_path, monkeypatch):
     from cnnlab.data.registry import load_dataset
 
@@ -215,6 +217,7 @@ def test_features_of_a_picture_file(run_cli, trained_run, tmp_path):
     png_size(tmp_path / "f.png", min_colours=100)
 
 
+@pytest.mark.slow
 def test_features_default_to_test_image_0_of_a_model_folders_dataset(run_cli, saved_models, tmp_path):
     result = run_cli("features", saved_models / "cnn2", "--out", tmp_path / "f.png")
     assert result.code == 0

@@ -292,6 +292,7 @@ def test_the_course_cifar_cnn_trains_on_a_cifar_archive(run_cli, tmp_path, cifar
     assert cnnlab_load(tmp_path / "runs" / "c").class_names[0] == "airplane"
 
 
+@pytest.mark.slow
 def test_a_folder_dataset_trains_and_reports_what_it_skipped(run_cli, tmp_path, pets):
     result = run_cli(
         "train",

@@ -205,6 +205,7 @@ def _course_steps(engine: bool) -> list[float]:
     return losses
 
 
+@pytest.mark.slow
 @needs_kernels
 def test_course_steps_on_the_engine_lower_the_loss_as_plain_steps_do():
     with_kernels, without = _course_steps(True), _course_steps(False)

@@ -35,6 +35,7 @@ def cnn2():
     return create_model("cnn2")
 
 
+@pytest.mark.slow
 def test_draw_kernels_draws_each_learned_kernel_as_it_is(trained, tmp_path):
     figure = inspect.draw_kernels(trained, out=tmp_path / "k.png")
     first = inspect.conv_layers(trained)[0]
@@ -127,6 +128,7 @@ def test_feature_maps_are_the_layers_outputs_titled_with_their_names_and_shapes(
     assert png_size(tmp_path / "f.png", min_colours=100) == figure_pixels(figure)
 
 
+@pytest.mark.slow
 def test_many_channels_wrap_onto_lines_of_sixteen(cnn2):
     figure = inspect.draw_feature_maps(cnn2, np.full((28, 28, 1), 200, np.uint8), max_channels=40)
     titles = [row.texts[0].get_text() for row in figure.subfigs]

@@ -92,6 +92,7 @@ def test_a_convolution_then_average_pooling_is_both_of_vision_s_layers(client):
     assert answer["minimum"] < 0 < answer["maximum"] and answer["drawn_as"].startswith("blue negative")
 
 
+@pytest.mark.slow
 def test_a_colour_picture_is_three_planes_each_with_its_kernel_summed_or_kept_apart(client):
     kernels = [vision.make_kernel(name) for name in ("sobel-x", "sobel-y", "mean")]
     stacked = np.stack(kernels, axis=2)  # (3, 3, 3): one kernel per plane
