@@ -4,7 +4,7 @@
 
 `engine` is cnnlab's training loop. `textbook` is the yardstick: TensorDataset + shuffling DataLoader, the
 model's layers in an nn.Sequential on NCHW tensors, torch.optim.RMSprop with Keras's hyper-parameters,
-validation in DataLoader batches under no_grad, no thread or allocator settings (cnnlab.bench.textbook_fit).
+validation in DataLoader batches under no_grad, no thread or allocator settings (cnnlab.training.bench.textbook_fit).
 Prints the fit's own seconds and the validation accuracy; the whole process adds Python's and torch's
 start-up and the data loading, which is what a learner waits for (see README.md).
 """

@@ -10,6 +10,7 @@ import os
 import socket
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -35,16 +36,14 @@ def sync_playwright():
     return sync_playwright
 
 
-@pytest.fixture
-def server_url(trained_run):
-    """`cnnlab serve` for the shared model in a thread, on a free port of 127.0.0.1; stopped afterwards."""
+@contextmanager
+def serving(app):
+    """``app`` served by uvicorn in a thread, on a free port of 127.0.0.1: its URL; stopped afterwards."""
     import uvicorn
-
-    from cnnlab.serve.app import create_app
 
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))  # the port is ours from here on: no race with other processes
-    server = uvicorn.Server(uvicorn.Config(create_app(trained_run), log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -52,10 +51,21 @@ def server_url(trained_run):
         if not thread.is_alive() or time.monotonic() > deadline:
             pytest.fail("the server did not start within 30 s")
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
-    server.should_exit = True
-    thread.join(timeout=10)
-    listener.close()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        listener.close()
+
+
+@pytest.fixture
+def server_url(trained_run):
+    """`cnnlab serve` for the shared model."""
+    from cnnlab.serve.app import create_app
+
+    with serving(create_app(trained_run)) as url:
+        yield url
 
 
 def test_drawing_a_one_shows_the_prediction_bars_and_feature_maps(sync_playwright, server_url, tmp_path):

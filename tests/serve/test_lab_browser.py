@@ -7,14 +7,10 @@ missing browser is a failure (the ``sync_playwright`` fixture of test_browser.py
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
-
 import numpy as np
 import pytest
 from PIL import Image
-from test_browser import CHROMIUM, CHROMIUM_ARGS, sync_playwright  # noqa: F401  (the fixture: Playwright, or a skip)
+from test_browser import CHROMIUM, CHROMIUM_ARGS, serving, sync_playwright  # noqa: F401  (the fixture: Playwright, or a skip)
 
 from cnnlab.lab import vision
 
@@ -23,26 +19,12 @@ pytestmark = pytest.mark.browser
 
 @pytest.fixture(scope="module")
 def lab_url():
-    """`cnnlab lab` in a thread, on a free port of 127.0.0.1; stopped afterwards."""
+    """`cnnlab lab`, served in a thread."""
     pytest.importorskip("fastapi")
-    import uvicorn
-
     from cnnlab.serve.lab_api import create_lab_app
 
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))  # the port is ours from here on: no race with other processes
-    server = uvicorn.Server(uvicorn.Config(create_lab_app(), log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            pytest.fail("the server did not start within 30 s")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
-    server.should_exit = True
-    thread.join(timeout=10)
-    listener.close()
+    with serving(create_lab_app()) as url:
+        yield url
 
 
 @pytest.fixture
