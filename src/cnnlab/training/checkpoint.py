@@ -43,6 +43,10 @@ class Progress:
     seconds: float = 0.0  # time spent in the current epoch before an interruption
     history: list[dict] = field(default_factory=list)
 
+    def next_epoch(self) -> None:
+        """The current epoch is done: the next starts at its first step, with nothing summed yet."""
+        self.epoch, self.step, self.loss_sum, self.correct, self.seen, self.seconds = self.epoch + 1, 0, 0.0, 0, 0, 0.0
+
 
 def _optimizer_tensors(optimizer) -> tuple[dict, dict]:
     """An optimizer's state split into tensors (moments, step counts) and JSON (settings, plain numbers)."""

@@ -139,9 +139,7 @@ def fit(
             batch_index = order[step * batch : (step + 1) * batch]
             index = batch_index[world.rank :: world.size]  # this process's share of the batch
             batch_images = images.index_select(0, index)  # (B, H, W, C) uint8; images[index] takes 10x longer
-            if (
-                augmentation is not None
-            ):  # drawn for the whole batch from (seed, step): resumed runs and processes agree
+            if augmentation is not None:  # drawn for the whole batch from (seed, step): resumes and processes agree
                 choices = augmentation.draw(len(batch_index), config.seed, progress.global_step)
                 batch_images = augmentation.apply(batch_images, choices[world.rank :: world.size])
             inputs, targets = as_model_input(batch_images), labels.index_select(0, index)  # (B, C, H, W), (B,)
@@ -171,14 +169,7 @@ def fit(
             progress.seconds = time.perf_counter() - state.epoch_started
             break
         epoch_logs = {"loss": progress.loss_sum / progress.seen, "accuracy": progress.correct / progress.seen}
-        progress.epoch, progress.step, progress.loss_sum, progress.correct, progress.seen, progress.seconds = (
-            epoch + 1,
-            0,
-            0.0,
-            0,
-            0,
-            0.0,
-        )  # the epoch is done: what a checkpoint saved now resumes from
+        progress.next_epoch()  # the epoch is done: a checkpoint saved from here on resumes at the next
         hooks.on_epoch_end(epoch, epoch_logs)
         if model.stop_training:
             break
