@@ -182,7 +182,7 @@ def _load_weights(h5py, model: Sequential, keras_layers: list[KerasLayer], find)
         where = f"layer '{layer.name}' ({keras_layer.class_name})"
         group, names = find(index, keras_layer)
         if group is None or len(names) != len(shapes):
-            held = "none" if group is None else len(names)
+            held = "no" if group is None else len(names)
             raise KerasConfigError(f"{where}: the weights file holds {held} arrays for it, the config needs "
                                    f"{len(shapes)} ({', '.join(keras_layer.variables)})")
         set_keras_weights(layer, keras_layer, [_dataset(h5py, group, name, shape, where)
@@ -284,10 +284,12 @@ def keras_predict(model: Sequential, inputs) -> np.ndarray:
                          f"Received: inputs.shape={tuple(x.shape)}")
     x = x.permute(0, 3, 1, 2) if x.dim() == 4 else x  # channels-last -> torch's (N, C, H, W)
     if model.layers[-1].activation == "softmax":
-        return model.predict_proba(x).numpy()
-    model.eval()
-    with torch.inference_mode():
-        return model(x).float().numpy()
+        outputs = model.predict_proba(x)
+    else:
+        model.eval()
+        with torch.inference_mode():
+            outputs = model(x).float()
+    return (outputs.permute(0, 2, 3, 1) if outputs.dim() == 4 else outputs).numpy()  # images back to channels-last
 
 
 def save_keras(model: Sequential, path: str | Path) -> Path:
