@@ -306,6 +306,43 @@ def test_what_cnnlab_cannot_compute_the_same_way_is_refused(cnn_config, tmp_path
             load_keras(_archive(tmp_path / "model.keras", config))
 
 
+def _changed(config: dict, index: int, **settings) -> dict:
+    changed = json.loads(json.dumps(config))
+    changed["config"]["layers"][index]["config"].update(settings)
+    return changed
+
+
+def test_settings_and_sizes_cnnlab_does_not_have_are_refused(keras_files, cnn_config, tmp_path, monkeypatch):
+    with zipfile.ZipFile(keras_files["batchnorm"][2][".keras"]) as archive:
+        batchnorm_config, batchnorm_weights = json.loads(archive.read("config.json")), archive.read("model.weights.h5")
+    quantized = {"module": "keras", "class_name": "DTypePolicy", "config": {"name": "int8_from_float32"}}
+    cases = {"(Activation): activation 'relu6' is not in cnnlab": _changed(cnn_config, 3, activation="relu6"),
+             "(Dense): dtype policy 'int8_from_float32' (quantized weights) is not supported":
+                 _changed(cnn_config, 5, dtype=quantized),
+             "(BatchNormalization): renorm=True is not supported by cnnlab": _changed(batchnorm_config, 2, renorm=True)}
+    for fragment, config in cases.items():
+        with pytest.raises(CnnlabError, match=re.escape(fragment)):
+            load_keras(_archive(tmp_path / "model.keras", config))
+    with pytest.raises(CnnlabError, match=re.escape("(BatchNormalization): axis=1 is not the channel axis")):
+        load_keras(_archive(tmp_path / "model.keras", _changed(batchnorm_config, 2, axis=1), batchnorm_weights))
+    monkeypatch.setattr(kerasfiles, "MAX_PARAMETERS", 1000)
+    with pytest.raises(CnnlabError, match=re.escape("the model declares 693,962 weights, more than the 1,000")):
+        load_keras(keras_files["cnn"][2][".keras"])
+
+
+def test_malformed_configs_are_refused_in_one_line(cnn_config, tmp_path):
+    cases = {"is not valid JSON": b'{"class_name": "Sequential", ',
+             "nested too deeply": json.dumps(_with_layer(cnn_config, {"class_name": "Dropout", "config": {
+                 "name": "deep", "rate": 0.1, "seed": "DEEP"}})).replace('"DEEP"', "[" * 10**5 + "]" * 10**5).encode(),
+             "each an object with a class_name and a config": _with_layer(cnn_config, {"class_name": ["Dense"]}),
+             "activation ['relu'] is not in cnnlab": _changed(cnn_config, 3, activation=["relu"]),
+             "layer 4 (Dense): Dense: units must be a positive integer. Received: units='128'":
+                 _changed(cnn_config, 5, units="128")}
+    for fragment, config in cases.items():
+        with pytest.raises(CnnlabError, match=re.escape(fragment)):
+            load_keras(_archive(tmp_path / "model.keras", config))
+
+
 # --- refusals: archives and HDF5 files ---------------------------------------------------------------
 
 def test_archive_attacks_are_refused_before_decompressing(keras_files, cnn_config, tmp_path, monkeypatch):
@@ -331,6 +368,28 @@ def test_archive_attacks_are_refused_before_decompressing(keras_files, cnn_confi
     monkeypatch.setattr(kerasfiles, "MAX_TOTAL_BYTES", 3000)
     with pytest.raises(CnnlabError, match=re.escape("the archive would unpack to more than 3,000 bytes")):
         load_keras(real)
+
+
+def test_archives_keras_would_not_write_are_refused(cnn_config, tmp_path):
+    with zipfile.ZipFile(tmp_path / "twice.keras", "w") as archive:
+        archive.writestr("config.json", json.dumps(cnn_config))
+        with pytest.warns(UserWarning, match="Duplicate name"):
+            archive.writestr("config.json", json.dumps(cnn_config))
+        archive.writestr("model.weights.h5", b"")
+    data = bytearray(_archive(tmp_path / "locked.keras", cnn_config).read_bytes())
+    entry = data.find(b"PK\x01\x02")  # each central directory entry: its flags at byte 8
+    while entry != -1:
+        data[entry + 8] |= 0x1  # the "encrypted" bit, as a password-protected zip sets it
+        entry = data.find(b"PK\x01\x02", entry + 1)
+    (tmp_path / "locked.keras").write_bytes(bytes(data))
+    with zipfile.ZipFile(tmp_path / "config-only.keras", "w") as archive:
+        archive.writestr("config.json", json.dumps(cnn_config))
+    cases = {"twice.keras": "member 'config.json' appears twice",
+             "locked.keras": "member 'metadata.json' is encrypted; save the model again without a password",
+             "config-only.keras": "no model.weights.h5 in the archive; this is not a Keras 3 .keras file"}
+    for name, fragment in cases.items():
+        with pytest.raises(CnnlabError, match=re.escape(fragment)):
+            load_keras(tmp_path / name)
 
 
 def test_a_damaged_member_is_refused(keras_files, tmp_path):

@@ -36,7 +36,7 @@ CODE_LAYERS = {"Lambda": "a Lambda layer's function is Python code",
                "SlicingOpLambda": "a SlicingOpLambda layer calls a TensorFlow function by name"}
 NOT_YET = {"Reshape": "cnnlab has no Reshape layer yet; move the reshape out of the model (feed (H, W, C) images)"}
 FLOAT_POLICIES = ("float32", "float16", "bfloat16", "float64", "mixed_float16", "mixed_bfloat16")
-PROTOCOL0_GLOBAL = re.compile(rb"c[\w.]+\n[\w.]+\n")  # a text pickle's first opcode: GLOBAL module\nname\n
+PROTOCOL0_IMPORT = re.compile(rb"[ci][\w.]+\n[\w.]+\n")  # a text pickle importing: GLOBAL or INST module\nname\n
 MARSHAL_CODE = (b"\xe3", b"c")  # marshal's code-object type byte, with and without its reference flag
 SAFE = "cnnlab never runs code from a model file; use Keras's built-in layers and functions only"
 
@@ -59,7 +59,7 @@ class KerasLayer:
 
 def _is_pickle(data: bytes) -> bool:
     framed = data[:1] == b"\x80" and data[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")  # PROTO opcode, 2-5
-    return framed or PROTOCOL0_GLOBAL.match(data) is not None
+    return framed or PROTOCOL0_IMPORT.search(data) is not None
 
 
 def _base64(text: str) -> bytes | None:
@@ -73,9 +73,9 @@ def _base64(text: str) -> bytes | None:
 
 
 def _holds_code_bytes(text: str) -> bool:
-    """Pickled bytes, raw or in base64, or a marshalled code object in base64."""
+    """Pickled bytes, raw (one character a byte) or in base64, or a marshalled code object in base64."""
     decoded = _base64(text)
-    return _is_pickle(text.encode("utf-8", "surrogateescape")) or (
+    return _is_pickle(text.encode("latin-1", "replace")) or (
         decoded is not None and (_is_pickle(decoded) or decoded[:1] in MARSHAL_CODE))
 
 
@@ -113,14 +113,15 @@ def _activation(value, where: str) -> str:
     """'relu', None, or a Keras 3 function reference {"module": "keras.activations", "config": "relu"}."""
     name = value.get("config") if isinstance(value, dict) else value
     name = "linear" if name is None else name
-    if name not in ACTIVATIONS:
+    if not isinstance(name, str) or name not in ACTIVATIONS:
         raise KerasConfigError(f"{where}: activation {name!r} is not in cnnlab; it has {', '.join(ACTIVATIONS)}")
     return name
 
 
 def _dtype(config: dict, where: str) -> None:
     dtype = config.get("dtype")
-    policy = (dtype.get("config") or {}).get("name") if isinstance(dtype, dict) else dtype
+    policy = dtype.get("config") if isinstance(dtype, dict) else dtype
+    policy = policy.get("name") if isinstance(policy, dict) else policy
     if policy is not None and policy not in FLOAT_POLICIES:
         raise KerasConfigError(f"{where}: dtype policy {policy!r} (quantized weights) is not supported; cnnlab "
                                "reads float weights")
@@ -180,10 +181,10 @@ def _shape(batch_shape, where: str) -> list[int]:
 
 def _input_shape(model_config: dict, layers: list) -> list[int] | None:
     """The input shape from an InputLayer, a first layer's batch_input_shape (Keras 2), or the built model."""
-    first = layers[0].get("config", {}) if layers and isinstance(layers[0], dict) else {}
-    if layers and layers[0].get("class_name") in INPUT_CLASSES:
+    first = layers[0].get("config", {}) if layers else {}
+    if layers and layers[0]["class_name"] in INPUT_CLASSES:
         found = first.get("batch_shape") or first.get("batch_input_shape")
-        if found is None and first.get("shape") is not None:
+        if found is None and isinstance(first.get("shape"), list):
             found = [None, *first["shape"]]
     else:
         found = first.get("batch_input_shape") or model_config.get("build_input_shape")
@@ -199,9 +200,11 @@ def spec_from_config(config) -> tuple[dict, list[KerasLayer]]:
     # Keras 2.0-2.1 kept the layers list as the whole config
     layers = model_config if isinstance(model_config, list) else (model_config or {}).get("layers")
     model_config = model_config if isinstance(model_config, dict) else {}
-    if not isinstance(layers, list) or not all(isinstance(layer, dict) for layer in layers):
-        raise KerasConfigError("the model config has no list of layers")
-    check_no_code({key: value for key, value in config.items() if key != "config"}, "the model's compile settings")
+    if not isinstance(layers, list) or not all(isinstance(layer, dict) and isinstance(layer.get("class_name"), str)
+                                               and isinstance(layer.get("config", {}), dict) for layer in layers):
+        raise KerasConfigError("the model config has no list of layers, each an object with a class_name and a config")
+    check_no_code([{key: value for key, value in config.items() if key != "config"},
+                   {key: value for key, value in model_config.items() if key != "layers"}], "the model's own settings")
     shape = _input_shape(model_config, layers)
     spec: dict = {"name": str(model_config.get("name", "sequential")), "layers": []}
     keras_layers: list[KerasLayer] = []

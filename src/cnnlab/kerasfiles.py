@@ -123,8 +123,10 @@ def _build(path: Path, text: bytes | str, where: str) -> tuple[Sequential, list[
     """Parse a config as data, refuse what carries code, and build the model once its size is known."""
     try:
         config = json.loads(text)
-    except (ValueError, RecursionError) as problem:  # json.JSONDecodeError, UnicodeDecodeError, deep nesting
+    except ValueError as problem:  # json.JSONDecodeError, UnicodeDecodeError
         raise CnnlabError(f"{path}: {where} is not valid JSON ({problem}); the file is damaged") from None
+    except RecursionError:
+        raise CnnlabError(f"{path}: {where} is nested too deeply to be a Keras model config") from None
     try:
         spec, keras_layers = spec_from_config(config)
         with torch.device("meta"):  # shapes and parameter counts without allocating anything
@@ -136,6 +138,8 @@ def _build(path: Path, text: bytes | str, where: str) -> tuple[Sequential, list[
         return model_from_spec(spec), keras_layers
     except CnnlabError as problem:  # KerasConfigError, SpecError
         raise CnnlabError(f"{path}: {problem}") from None
+    except RecursionError:
+        raise CnnlabError(f"{path}: {where} is nested too deeply to be a Keras model config") from None
 
 
 def _dataset(h5py, group, name: str, shape: tuple[int, ...], where: str) -> np.ndarray:
@@ -215,7 +219,7 @@ def _legacy_weights(h5py, h5, model: Sequential, keras_layers: list[KerasLayer])
     def find(index, keras_layer):
         group = _hard_group(h5py, root, keras_layer.name) if root is not None and keras_layer.name else None
         names = group.attrs.get("weight_names", []) if group is not None else []
-        return group, [name.decode() if isinstance(name, bytes) else str(name) for name in names]
+        return group, [name.decode() if isinstance(name, bytes) else str(name) for name in np.atleast_1d(names)]
 
     _load_weights(h5py, model, keras_layers, find)
 
