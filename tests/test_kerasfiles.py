@@ -115,6 +115,17 @@ def cnnlab_files(tmp_path_factory):
     return {name: (model, save_keras(model, folder / f"{name}.keras")) for name, model in _cnnlab_models().items()}
 
 
+def _archive(path, config: dict | bytes, weights: bytes = b"", extra: dict | None = None, method=zipfile.ZIP_STORED):
+    """A hand-made .keras archive: config.json (a dict, or raw bytes), model.weights.h5 and extra members."""
+    with zipfile.ZipFile(path, "w", compression=method) as archive:
+        archive.writestr("metadata.json", json.dumps({"keras_version": "3.15.1"}))
+        archive.writestr("config.json", config if isinstance(config, bytes) else json.dumps(config))
+        archive.writestr("model.weights.h5", weights)
+        for name, data in (extra or {}).items():
+            archive.writestr(name, data)
+    return path
+
+
 # --- Keras -> cnnlab -> Keras ------------------------------------------------------------------------
 
 @pytest.mark.parametrize("suffix", [".keras", ".h5"])
@@ -147,6 +158,18 @@ def test_keras_2_h5_files_load_with_keras_predictions(keras_files, tmp_path):
             weights[f"{name}/{name}/kernel:0"], weights[f"{name}/{name}/bias:0"] = layer.get_weights()
 
     loaded = load_keras(tmp_path / "keras2.h5")
+    assert np.abs(keras_predict(loaded, inputs) - model.predict(inputs, verbose=0)).max() <= TOLERANCE
+
+
+def test_tf_keras_2_13_archives_load_with_keras_predictions(keras_files, tmp_path):
+    """tf.keras 2.13 kept the weights groups under _layer_checkpoint_dependencies/ rather than layers/."""
+    model, inputs, files = keras_files["batchnorm"]
+    with zipfile.ZipFile(files[".keras"]) as archive:
+        config, weights = json.loads(archive.read("config.json")), io.BytesIO(archive.read("model.weights.h5"))
+    with h5py.File(weights, "a") as h5:
+        h5.move("layers", "_layer_checkpoint_dependencies")
+
+    loaded = load_keras(_archive(tmp_path / "tf213.keras", config, weights.getvalue()))
     assert np.abs(keras_predict(loaded, inputs) - model.predict(inputs, verbose=0)).max() <= TOLERANCE
 
 
@@ -210,17 +233,6 @@ def test_cnnlab_import_refuses_in_one_line(keras_files, run_cli, tmp_path):
 
 
 # --- refusals: code ---------------------------------------------------------------------------------
-
-def _archive(path, config: dict | bytes, weights: bytes = b"", extra: dict | None = None, method=zipfile.ZIP_STORED):
-    """A hand-made .keras archive: config.json (a dict, or raw bytes), model.weights.h5 and extra members."""
-    with zipfile.ZipFile(path, "w", compression=method) as archive:
-        archive.writestr("metadata.json", json.dumps({"keras_version": "3.15.1"}))
-        archive.writestr("config.json", config if isinstance(config, bytes) else json.dumps(config))
-        archive.writestr("model.weights.h5", weights)
-        for name, data in (extra or {}).items():
-            archive.writestr(name, data)
-    return path
-
 
 @pytest.fixture(scope="module")
 def cnn_config(keras_files) -> dict:

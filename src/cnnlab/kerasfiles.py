@@ -13,6 +13,7 @@ Conv2D's kernel) and the model's own (empty) ``vars``. Keras 3 loads them with `
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import io
 import json
@@ -208,7 +209,11 @@ def _archive_weights(h5py, h5, model: Sequential, keras_layers: list[KerasLayer]
 
     def find(index, keras_layer):
         group = _hard_group(h5py, h5, f"{groups[index]}/vars")
-        return group, sorted(group.keys(), key=lambda key: int(key) if key.isdigit() else -1) if group else []
+        if group is None:  # tf.keras 2.13 wrote the same groups under another name
+            group = _hard_group(h5py, h5, f"{groups[index].replace('layers/', '_layer_checkpoint_dependencies/')}/vars")
+        if group is None:
+            return None, []
+        return group, sorted(group.keys(), key=lambda key: int(key) if key.isdigit() else -1)
 
     _load_weights(h5py, model, keras_layers, find)
 
@@ -237,6 +242,20 @@ def _legacy_config(path: Path, h5) -> bytes | str:
     return config
 
 
+@contextlib.contextmanager
+def _hdf5(path: Path, source, what: str):
+    """``(h5py, file)`` opened read-only; h5py's errors (not HDF5, truncated) and refusals become one line."""
+    h5py = _h5py()
+    try:
+        with h5py.File(source, "r") as h5:
+            yield h5py, h5
+    except KerasConfigError as problem:
+        raise CnnlabError(f"{path}: {problem}") from None
+    except OSError as problem:
+        raise CnnlabError(f"{path}: {what} is not a readable HDF5 file ({problem}); it may be truncated: save it "
+                          "again") from None
+
+
 # --- the API ----------------------------------------------------------------------------------------
 
 def load_keras(path: str | Path) -> Sequential:
@@ -249,26 +268,19 @@ def load_keras(path: str | Path) -> Sequential:
         raise CnnlabError(f"{path}: cannot read the Keras model file ({problem.strerror})") from None
     if head.startswith(ZIP_MAGIC):
         config, weights = _read_archive(path)
-        model, keras_layers = _build(path, config, CONFIG)
-        h5py, read, opened, where = _h5py(), _archive_weights, io.BytesIO(weights), WEIGHTS
+        model, keras_layers = _build(path, config, CONFIG)  # what carries code is refused here, before any weight
+        with _hdf5(path, io.BytesIO(weights), WEIGHTS) as (h5py, h5):
+            _archive_weights(h5py, h5, model, keras_layers)
     elif head == HDF5_MAGIC:
-        h5py, read, opened, where, model = _h5py(), _legacy_weights, path, "the file", None
+        with _hdf5(path, path, "the file") as (h5py, h5):
+            model, keras_layers = _build(path, _legacy_config(path, h5), "its model_config")
+            _legacy_weights(h5py, h5, model, keras_layers)
     elif head[:1] == b"\x80":
         raise CnnlabError(f"{path}: this is a pickle; cnnlab never unpickles model files. Save the model with "
                           "model.save('model.keras')")
     else:
         raise CnnlabError(f"{path}: neither a .keras archive nor an HDF5 model file; save the model with "
                           "model.save('model.keras')")
-    try:
-        with h5py.File(opened, "r") as h5:
-            if model is None:
-                model, keras_layers = _build(path, _legacy_config(path, h5), "its model_config")
-            read(h5py, h5, model, keras_layers)
-    except KerasConfigError as problem:
-        raise CnnlabError(f"{path}: {problem}") from None
-    except OSError as problem:  # h5py: not HDF5, truncated, damaged
-        raise CnnlabError(f"{path}: {where} is not a readable HDF5 file ({problem}); it may be truncated: save it "
-                          "again") from None
     model.class_names = [str(k) for k in range(model.output_shape[0])] if len(model.output_shape) == 1 else None
     return model.eval()
 
