@@ -353,6 +353,7 @@ def test_malformed_configs_are_refused_in_one_line(cnn_config, tmp_path):
              "nested too deeply": json.dumps(_with_layer(cnn_config, {"class_name": "Dropout", "config": {
                  "name": "deep", "rate": 0.1, "seed": "DEEP"}})).replace('"DEEP"', "[" * 10**5 + "]" * 10**5).encode(),
              "each an object with a class_name and a config": _with_layer(cnn_config, {"class_name": ["Dense"]}),
+             "the model config has no list of layers": {"class_name": "Sequential", "config": "layers"},
              "activation ['relu'] is not in cnnlab": _changed(cnn_config, 3, activation=["relu"]),
              "layer 4 (Dense): Dense: units must be a positive integer. Received: units='128'":
                  _changed(cnn_config, 5, units="128")}

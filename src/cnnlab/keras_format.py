@@ -197,9 +197,10 @@ def spec_from_config(config) -> tuple[dict, list[KerasLayer]]:
         kind = config.get("class_name") if isinstance(config, dict) else type(config).__name__
         raise KerasConfigError(f"the model is a {kind}, not a Sequential model; cnnlab reads Sequential models only")
     model_config = config.get("config")
-    # Keras 2.0-2.1 kept the layers list as the whole config
-    layers = model_config if isinstance(model_config, list) else (model_config or {}).get("layers")
+    if isinstance(model_config, list):  # Keras 2.0-2.1 kept the layers list as the whole config
+        model_config = {"layers": model_config}
     model_config = model_config if isinstance(model_config, dict) else {}
+    layers = model_config.get("layers")
     if not isinstance(layers, list) or not all(isinstance(layer, dict) and isinstance(layer.get("class_name"), str)
                                                and isinstance(layer.get("config", {}), dict) for layer in layers):
         raise KerasConfigError("the model config has no list of layers, each an object with a class_name and a config")

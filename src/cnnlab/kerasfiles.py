@@ -110,7 +110,7 @@ def _read_archive(path: Path) -> tuple[bytes, bytes]:
                 if len(data) != members[name].file_size:
                     raise zipfile.BadZipFile(f"{name} is not the size its header says")
                 contents.append(data)
-    except (zipfile.BadZipFile, zlib.error, EOFError) as problem:
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as problem:  # OSError: offsets past the file
         raise CnnlabError(f"{path}: not a complete .keras archive ({problem}); it may be truncated: copy or save it "
                           "again") from None
     except NotImplementedError as problem:
@@ -251,9 +251,9 @@ def _hdf5(path: Path, source, what: str):
             yield h5py, h5
     except KerasConfigError as problem:
         raise CnnlabError(f"{path}: {problem}") from None
-    except OSError as problem:
-        raise CnnlabError(f"{path}: {what} is not a readable HDF5 file ({problem}); it may be truncated: save it "
-                          "again") from None
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError) as problem:  # h5py: a damaged file
+        raise CnnlabError(f"{path}: {what} is not a readable HDF5 file ({problem}); it may be truncated or damaged: "
+                          "save it again") from None
 
 
 # --- the API ----------------------------------------------------------------------------------------
