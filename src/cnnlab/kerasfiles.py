@@ -40,7 +40,6 @@ from cnnlab.keras_format import (
 from cnnlab.modelio import write_atomic
 from cnnlab.models import Sequential, model_from_spec
 
-KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 CONFIG, METADATA, WEIGHTS = "config.json", "metadata.json", "model.weights.h5"
 MAX_JSON_BYTES = 16 * 2**20  # config.json and metadata.json: a Sequential CNN's config is a few tens of KB
 MAX_WEIGHTS_BYTES = 2 * 2**30  # model.weights.h5: 500 million float32 weights
