@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One-time set-up of a cnnlab checkout: a virtual environment in .venv with PyTorch 2.13.0 (CPU),
-# then cnnlab itself with every extra (web server, ONNX export, tests) and its compiled CPU kernels
+# then cnnlab itself with every extra (web server, ONNX export, Keras files, tests) and its compiled CPU kernels
 # (a C++ compiler is needed for those; without one cnnlab still works, more slowly). When run as root on
 # Debian it also installs Chromium (for the browser test) and Fashion-MNIST.
 set -euo pipefail
@@ -14,7 +14,7 @@ python=${PYTHON:-python3}
 # torch first and pinned: an unpinned torch pulls several GB of CUDA packages.
 .venv/bin/pip install --quiet --disable-pip-version-check torch==2.13.0 'setuptools>=77'
 # --no-build-isolation: the compiled kernels (setup.py, about a minute) build against the torch just installed
-.venv/bin/pip install --quiet --disable-pip-version-check --no-build-isolation -e '.[web,onnx,dev]'
+.venv/bin/pip install --quiet --disable-pip-version-check --no-build-isolation -e '.[web,onnx,keras,dev]'
 .venv/bin/python -c 'from cnnlab.engine import kernels; print("setup: compiled kernels", kernels.status())'
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

@@ -105,24 +105,42 @@ def _write_png(path: Path, pixels) -> None:
 @click.option(
     "--onnx",
     "onnx_file",
-    required=True,
     type=click.Path(dir_okay=False),
     metavar="FILE",
     help="Write the model here as ONNX: input 'image' float32 (N, C, H, W) in [0, 1]; outputs 'logits' "
     "and 'probabilities'.",
 )
 @click.option("--opset", type=click.IntRange(min=17), default=18, show_default=True, help="ONNX opset version.")
-def export(run: str, onnx_file: str, opset: int) -> None:
-    """Export the model of RUN to ONNX, checked against PyTorch with onnxruntime (needs cnnlab[onnx])."""
-    from cnnlab.serve.onnx import TOLERANCE, export_onnx
+@click.option(
+    "--keras",
+    "keras_file",
+    type=click.Path(dir_okay=False),
+    metavar="FILE.keras",
+    help="Write the model here as a Keras 3 .keras file (Keras's layer names, configs and weight layouts).",
+)
+def export(run: str, onnx_file: str | None, opset: int, keras_file: str | None) -> None:
+    """Export the model of RUN to ONNX (checked against PyTorch with onnxruntime; needs cnnlab[onnx]) or to Keras."""
+    if onnx_file is None and keras_file is None:
+        raise click.UsageError("give --onnx FILE, --keras FILE.keras, or both")
     from cnnlab.training.run import Run
 
-    difference = export_onnx(Run(run).load_model(), onnx_file, opset=opset)
-    size = Path(onnx_file).stat().st_size
-    click.echo(
-        f"wrote {onnx_file} ({size / 1e6:.1f} MB); onnxruntime matches PyTorch within {difference:.1e} "
-        f"(limit {TOLERANCE:.0e})"
-    )
+    model = Run(run).load_model()
+    if onnx_file is not None:
+        from cnnlab.serve.onnx import TOLERANCE, export_onnx
+
+        difference = export_onnx(model, onnx_file, opset=opset)
+        size = Path(onnx_file).stat().st_size
+        click.echo(
+            f"wrote {onnx_file} ({size / 1e6:.1f} MB); onnxruntime matches PyTorch within {difference:.1e} "
+            f"(limit {TOLERANCE:.0e})"
+        )
+    if keras_file is not None:
+        from cnnlab.nn.keras_files import save_keras
+
+        save_keras(model, keras_file)
+        click.echo(
+            f"wrote {keras_file} ({Path(keras_file).stat().st_size / 1e6:.1f} MB): load it with keras.saving.load_model"
+        )
 
 
 def parse_size(context, parameter, text: str) -> int:
@@ -134,7 +152,7 @@ def parse_size(context, parameter, text: str) -> int:
 
 
 @click.command()
-@click.argument("run", type=click.Path(file_okay=False))
+@click.argument("run", type=click.Path())
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: all).")
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
 @click.option(
@@ -146,7 +164,8 @@ def parse_size(context, parameter, text: str) -> int:
     help="Largest request body accepted (B, KB, MB, KiB, MiB...); larger ones get 413.",
 )
 def serve(run: str, host: str, port: int, max_upload: int) -> None:
-    """Serve the model of RUN: a page to draw a digit on, and an HTTP API (needs cnnlab[web]).
+    """Serve the model of RUN (a run folder, or a Keras .keras/.h5 file): a page to draw a digit on, the
+    convolution lab at /lab, and an HTTP API (needs cnnlab[web]).
 
     Open http://HOST:PORT/ to draw; the API is documented at /docs. Ctrl-C stops the server.
     """

@@ -103,6 +103,15 @@ def load_dataset(
     )
 
 
+def class_names(name: str) -> list[str]:
+    """The class names of a built-in dataset, without loading it."""
+    from cnnlab.data.cifar import CIFAR_CLASSES
+    from cnnlab.data.dataset import DIGITS
+    from cnnlab.data.idx import FASHION_CLASSES
+
+    return list({"mnist": DIGITS, "fashion-mnist": FASHION_CLASSES, "cifar10": CIFAR_CLASSES}[name])
+
+
 def list_datasets() -> list[DatasetInfo]:
     """The built-in datasets and where each is read from; nothing is loaded, so this is fast."""
     return [describe() for _, describe in BUILT_IN.values()]

@@ -17,6 +17,7 @@ FORMAT = "cnnlab.model"
 VERSION = 1
 ARCHITECTURE_FILE = "model.json"
 WEIGHTS_FILE = "model.safetensors"
+KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")  # Keras 3 archives and legacy HDF5 model files
 
 
 def save(model, folder: str | Path, class_names=None, dataset: str | None = None) -> Path:
@@ -56,13 +57,18 @@ def _check_safetensors_framing(path: Path) -> None:
 
 
 def load(path: str | Path):
-    """Load a model saved by ``save`` or by ``cnnlab train``: a folder or its ``model.json``."""
+    """Load a model saved by ``save`` or by ``cnnlab train`` (a folder or its ``model.json``), or a Keras model file
+    (``.keras``, ``.h5``: read as data, see ``cnnlab.nn.keras_files``)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     from cnnlab.nn.specs import model_from_spec
 
     path = Path(path)
+    if path.suffix in KERAS_SUFFIXES and not path.is_dir():
+        from cnnlab.nn.keras_files import load_keras
+
+        return load_keras(path)
     folder = path.parent if path.name == ARCHITECTURE_FILE else path
     architecture, weights = folder / ARCHITECTURE_FILE, folder / WEIGHTS_FILE
     for needed in (architecture, weights):

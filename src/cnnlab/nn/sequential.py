@@ -17,8 +17,9 @@ from torch import nn
 from cnnlab.nn.layers import Input, Layer
 
 
-def _snake(type_name: str) -> str:
-    """Keras's automatic layer names: Conv2D -> conv2d, MaxPool2D -> max_pooling2d."""
+def keras_name(type_name: str) -> str:
+    """Keras's automatic layer names: Conv2D -> conv2d, MaxPool2D -> max_pooling2d, BatchNormalization ->
+    batch_normalization (also the groups of a .keras file's weights)."""
     name = {"MaxPool2D": "MaxPooling2D", "AvgPool2D": "AveragePooling2D"}.get(type_name, type_name)
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower().replace("2_d", "2d")
 
@@ -48,7 +49,7 @@ class Sequential(nn.Module):
             self.input_shape = Input(layer.declared_input_shape).shape
         taken = {existing.name for existing in self.layers}
         if layer.name is None:
-            base, index = _snake(layer.type_name), 0
+            base, index = keras_name(layer.type_name), 0
             layer.name = base
             while layer.name in taken:
                 index += 1

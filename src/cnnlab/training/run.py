@@ -38,7 +38,12 @@ class Run:
         """A new, empty run folder under ``config.runs_dir``: ``config.name``, or MODEL-DATASET-TIME."""
         model = config.model if "(" not in config.model else "custom"
         dataset = config.dataset.replace(":", "-").replace("/", "-")
-        path = Path(config.runs_dir) / (config.name or f"{model}-{dataset}-{datetime.now():%Y%m%d-%H%M%S}")
+        return cls.new(Path(config.runs_dir) / (config.name or f"{model}-{dataset}-{datetime.now():%Y%m%d-%H%M%S}"))
+
+    @classmethod
+    def new(cls, path: str | Path) -> Run:
+        """A new, empty run folder at ``path`` (its parents made as needed); an existing one is refused."""
+        path = Path(path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.mkdir()
