@@ -19,7 +19,7 @@ mkdir -p "$folder"
 "$python" setup.py -q build_ext --inplace >"$folder/build.log" 2>&1 || echo "gpu_check: no CPU kernels (see $folder/build.log)"
 "$python" -c 'import torch, cnnlab.engine.kernels as k
 print(f"torch {torch.__version__}, {torch.cuda.get_device_name()}, {torch.get_num_threads()} CPU threads, CPU kernels {k.status()}")'
-"$python" -m pytest -q -p no:cacheprovider tests/test_cuda.py
+"$python" -m pytest -q -p no:cacheprovider tests/training/test_cuda.py
 
 for options in "--device cuda" "--device cuda --precision float32" "--device cpu"; do
   for run in 1 2 3; do
