@@ -1,5 +1,5 @@
 // cnnlab's convolution lab page. Every knob change sends the settings to POST /api/lab/filter (one request in
-// flight at a time; the latest settings are sent as soon as it returns) and shows what cnnlab.vision computed:
+// flight at a time; the latest settings are sent as soon as it returns) and shows what cnnlab.lab.vision computed:
 // the output picture, every shape with the formula that gave it, the value range, and the numbers of a small
 // crop, which the step-by-step mode slides the kernel over, cell by cell.
 "use strict";
