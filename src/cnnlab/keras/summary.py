@@ -7,10 +7,13 @@ counts them (its slots per weight, the iteration count and the learning rate) an
 
 from __future__ import annotations
 
+import textwrap
+from itertools import zip_longest
+
 from cnnlab.nn.summary import summarize
 
 HEADER = ("Layer (type)", "Output Shape", "Param #")
-MIN_WIDTHS = (31, 22, 13)  # Keras's column widths for a Sequential model, within one space of padding each side
+WIDTHS = (31, 22, 13)  # Keras's column widths for a Sequential model, within one space of padding each side
 KERAS_CLASS_NAMES = {"MaxPool2D": "MaxPooling2D", "AvgPool2D": "AveragePooling2D"}
 OPTIMIZER_SCALARS = 2  # Keras's optimizers also hold their iteration count and learning rate
 BYTES_PER_PARAM = 4  # float32
@@ -44,20 +47,24 @@ def format_keras_summary(model) -> str:
         )
         for row in counts.rows
     ]
-    widths = [max([minimum, *(len(cell[i]) for cell in cells)]) for i, minimum in enumerate(MIN_WIDTHS)]
 
     def rule(left: str, middle: str, right: str, fill: str) -> str:
-        return left + middle.join(fill * (width + 2) for width in widths) + right
+        return left + middle.join(fill * (width + 2) for width in WIDTHS) + right
 
-    def row(cell, bar: str) -> str:
-        texts = [cell[0].ljust(widths[0]), cell[1].ljust(widths[1]), cell[2].rjust(widths[2])]
-        return bar + bar.join(f" {text} " for text in texts) + bar
+    def row(cell, bar: str) -> list[str]:
+        """A table row: text longer than its column wraps at spaces onto more lines, as Keras's table does."""
+        wrapped = [textwrap.wrap(text, width, break_on_hyphens=False) for text, width in zip(cell, WIDTHS)]
+        lines = []
+        for parts in zip_longest(*wrapped, fillvalue=""):
+            texts = [parts[0].ljust(WIDTHS[0]), parts[1].ljust(WIDTHS[1]), parts[2].rjust(WIDTHS[2])]
+            lines.append(bar + bar.join(f" {text} " for text in texts) + bar)
+        return lines
 
-    lines = [f'Model: "{model.name}"', rule("┏", "┳", "┓", "━"), row(HEADER, "┃"), rule("┡", "╇", "┩", "━")]
+    lines = [f'Model: "{model.name}"', rule("┏", "┳", "┓", "━"), *row(HEADER, "┃"), rule("┡", "╇", "┩", "━")]
     for index, cell in enumerate(cells):
         if index:
             lines.append(rule("├", "┼", "┤", "─"))
-        lines.append(row(cell, "│"))
+        lines += row(cell, "│")
     lines.append(rule("└", "┴", "┘", "─"))
     extra = optimizer_params(model)
     totals = [
