@@ -6,10 +6,15 @@ import numpy as np
 import pytest
 
 from cnnlab.keras.datasets import mnist
-from cnnlab.keras.layers import AvgPool2D, Conv2D, Dense, Flatten, MaxPool2D, Activation
+from cnnlab.keras.layers import Activation, AvgPool2D, Conv2D, Dense, Flatten, MaxPool2D
 from cnnlab.keras.models import Sequential
-from cnnlab.keras.utils import to_categorical
+from cnnlab.keras.utils import set_random_seed, to_categorical
 from cnnlab.lab.vision import convolve, pool
+
+
+@pytest.fixture(autouse=True)
+def seeded():
+    set_random_seed(0)
 
 
 @pytest.fixture(scope="module")
@@ -84,10 +89,11 @@ def test_mlp_on_vectors_of_784_learns(course_data):
     model.add(Dense(32, activation="relu"))
     model.add(Dense(10, activation="softmax"))
     model.compile(loss="categorical_crossentropy", optimizer="rmsprop", metrics=["accuracy"])
-    history = model.fit(X_train.reshape(-1, 784), y_train, batch_size=128, epochs=1, verbose=0, validation_split=0.3)
+    # 420 training images make 4 steps an epoch: 3 epochs to get well above chance (0.1)
+    history = model.fit(X_train.reshape(-1, 784), y_train, batch_size=128, epochs=3, verbose=0, validation_split=0.3)
     assert list(history.history) == ["accuracy", "loss", "val_accuracy", "val_loss"]
     loss, accuracy = model.evaluate(X_test.reshape(-1, 784), y_test, verbose=0)
-    assert accuracy > 0.3 and np.isfinite(loss)  # chance is 0.1
+    assert accuracy > 0.5 and np.isfinite(loss)
 
 
 def test_first_cnn_learns_above_chance(course_data):

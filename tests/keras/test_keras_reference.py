@@ -18,7 +18,7 @@ except ImportError:
         raise
     pytest.skip("Keras is not installed (pip install keras)", allow_module_level=True)
 
-import cnnlab.keras as cnnlab_keras  # noqa: E402
+import cnnlab.keras as cnnlab_keras
 
 # Keras's own warnings (input_shape on a layer is the course's style; its numpy 2 deprecations) are not ours
 pytestmark = [

@@ -4,8 +4,8 @@
     from tensorflow.keras.layers import Conv2D, Dense  ->  from cnnlab.keras.layers import Conv2D, Dense
 
 The module tree mirrors Keras's: ``models``, ``layers``, ``datasets``, ``utils``, ``backend``, ``optimizers``,
-``losses``, ``metrics``, ``callbacks``. Models are cnnlab models (``cnnlab.nn``) trained by cnnlab's own loop
-(``cnnlab.training.loop.fit``, through ``cnnlab.engine``), with Keras's defaults, numbers and messages.
+``losses``, ``metrics``, ``callbacks``, ``saving``. Models are cnnlab models (``cnnlab.nn``) trained by cnnlab's
+own loop (``cnnlab.training.loop.fit``, through ``cnnlab.engine``), with Keras's defaults, numbers and messages.
 
 The sub-modules are imported when first used (PEP 562): ``import cnnlab.keras`` costs no torch, and
 ``cnnlab.keras.datasets`` and ``cnnlab.keras.utils.to_categorical`` never need it.
@@ -15,7 +15,18 @@ from __future__ import annotations
 
 import importlib
 
-SUBMODULES = ("backend", "callbacks", "datasets", "layers", "losses", "metrics", "models", "optimizers", "utils")
+SUBMODULES = (
+    "backend",
+    "callbacks",
+    "datasets",
+    "layers",
+    "losses",
+    "metrics",
+    "models",
+    "optimizers",
+    "saving",
+    "utils",
+)
 # Keras's top-level shortcuts (keras.Sequential, keras.Input) -> the sub-module that defines them
 _SHORTCUTS = {"Sequential": "models", "load_model": "models", "Input": "layers"}
 

@@ -183,7 +183,7 @@ class ModelCheckpoint(Callback):
         save_freq="epoch",
         initial_value_threshold=None,
     ):
-        from cnnlab.keras.models import refuse_keras_file
+        from cnnlab.keras.saving import refuse_keras_file
 
         if save_freq != "epoch":
             raise NotImplementedError(f"ModelCheckpoint: cnnlab saves once an epoch. Received: save_freq={save_freq!r}")

@@ -9,58 +9,30 @@ Arrays are what Keras takes and gives: samples first, images (N, H, W, C), any n
 and never rescaled (the course divides by 255 itself); gray images (N, H, W) for an (H, W, 1) input get their
 channel axis, as Keras 3 adds it. Labels are integers or one-hot rows, as the loss says.
 
-Model files: a path without a Keras suffix is a cnnlab model folder (``model.json`` + ``model.safetensors``).
-``.keras`` and ``.h5`` files are Keras's own formats, which cnnlab does not read or write yet: they go through
-``load_keras_file`` and ``refuse_keras_file``, the places where that reader and writer will plug in.
+Model files are ``cnnlab.keras.saving``'s: cnnlab model folders, and soon Keras's .keras and .h5 files.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from cnnlab.keras import backend, losses, optimizers
+from cnnlab.keras import backend, losses, optimizers, saving
 from cnnlab.keras import metrics as keras_metrics
 from cnnlab.keras.callbacks import Callback, History, LoopBridge
 from cnnlab.keras.layers import image_shape
 from cnnlab.keras.progress import ProgbarLogger, bar_line, resolve_verbose
+from cnnlab.keras.saving import load_model
 from cnnlab.keras.summary import format_keras_summary
-from cnnlab.nn import modelio
 from cnnlab.nn.layers import Input, Layer
 from cnnlab.nn.sequential import Sequential as Module
 
-KERAS_FILE_SUFFIXES = (".keras", ".h5", ".hdf5")
+__all__ = ["Sequential", "load_model"]
+
 KERAS_BATCH = 32  # Keras's default batch size, for fit and for the step counts evaluate and predict show
-
-
-def refuse_keras_file(path: str, who: str) -> None:
-    """The .keras / .h5 formats are not written yet: say so before anything is trained or saved."""
-    if str(path).lower().endswith(KERAS_FILE_SUFFIXES):
-        raise NotImplementedError(
-            f"{who}: {path}: writing Keras's .keras and .h5 files is coming to cnnlab (the Keras file "
-            "reader and writer) and is not there yet; give a path without that suffix to save a cnnlab "
-            "model folder (model.json + model.safetensors)"
-        )
-
-
-def load_keras_file(path: Path):
-    """The hook for Keras's own files (.keras, .h5): the reader another part of cnnlab is writing goes here."""
-    raise NotImplementedError(
-        f"load_model: {path}: reading Keras's .keras and .h5 files is coming to cnnlab and is not there yet; "
-        "load a cnnlab model folder (saved by model.save or 'cnnlab train') instead"
-    )
-
-
-def load_model(filepath, custom_objects=None, compile=True, safe_mode=True):
-    """A model saved by ``model.save`` (a cnnlab model folder, or its model.json); not compiled."""
-    path = Path(filepath)
-    if path.suffix.lower() in KERAS_FILE_SUFFIXES:
-        return load_keras_file(path)
-    return Sequential.from_module(modelio.load(path))
 
 
 def _refuse(method: str, **given) -> None:
@@ -188,33 +160,15 @@ class Sequential:
         (print_fn or print)(format_keras_summary(self))
 
     def save(self, filepath, overwrite=True, zipped=None, **kwargs) -> None:
-        refuse_keras_file(str(filepath), "save")
-        if not overwrite and Path(filepath).exists():
-            raise FileExistsError(f"save: {filepath} exists. Received: overwrite=False")
-        modelio.save(self.module, filepath)
+        """A cnnlab model folder (model.json + model.safetensors); Keras's .keras files are not written yet."""
+        saving.save_model(self, filepath, overwrite)
 
     def save_weights(self, filepath, overwrite=True) -> None:
         """The weights alone, as one safetensors file (Keras's .weights.h5 is not written yet)."""
-        from safetensors.torch import save as tensors_to_bytes
-
-        from cnnlab.files import write_atomic
-
-        refuse_keras_file(str(filepath), "save_weights")
-        if not overwrite and Path(filepath).exists():
-            raise FileExistsError(f"save_weights: {filepath} exists. Received: overwrite=False")
-        weights = {key: value.detach().cpu().contiguous() for key, value in self.module.state_dict().items()}
-        write_atomic(Path(filepath), tensors_to_bytes(weights))
+        saving.save_weights(self, filepath, overwrite)
 
     def load_weights(self, filepath) -> None:
-        from safetensors.torch import load_file
-
-        state = load_file(str(filepath))
-        missing = set(self.module.state_dict()) ^ set(state)
-        if missing:
-            raise ValueError(
-                f"load_weights: {filepath} does not hold this model's weights (differing: {sorted(missing)})"
-            )
-        self.module.load_state_dict(state)
+        saving.load_weights(self, filepath)
 
     # --- training and use --------------------------------------------------------------------------------
 
@@ -340,14 +294,24 @@ class Sequential:
         bridge = LoopBridge(keras_callbacks, self._log_keys(validation is not None))
         progress = Progress(epoch=initial_epoch)
         torch_optimizer = self.optimizer.build(self.module)
-        fit(self.module, (inputs, targets), validation, config, callbacks=[bridge], optimizer=torch_optimizer,
-            progress=progress, verbose=False, nan_guard=False)  # fmt: skip
+        fit(
+            self.module,
+            (inputs, targets),
+            validation,
+            config,
+            callbacks=[bridge],
+            optimizer=torch_optimizer,
+            progress=progress,
+            verbose=False,
+            nan_guard=False,
+        )
         return history
 
     def _labels(self, x, y) -> np.ndarray:
         if y is None:
-            raise ValueError("cnnlab.keras takes arrays x and y (datasets and generators are not in cnnlab yet). "
-                             "Received: y=None")  # fmt: skip
+            raise ValueError(
+                "cnnlab.keras takes arrays x and y (datasets and generators are not in cnnlab yet). Received: y=None"
+            )
         labels = np.asarray(y)
         if len(labels) != len(x):
             raise ValueError(
@@ -356,9 +320,17 @@ class Sequential:
         return labels
 
     def evaluate(
-        self, x=None, y=None, batch_size=None, verbose="auto", sample_weight=None, steps=None, callbacks=None,
-        return_dict=False, **kwargs,
-    ):  # fmt: skip
+        self,
+        x=None,
+        y=None,
+        batch_size=None,
+        verbose="auto",
+        sample_weight=None,
+        steps=None,
+        callbacks=None,
+        return_dict=False,
+        **kwargs,
+    ):
         """``[loss, accuracy]`` (or the loss alone when compiled without metrics), means over the samples."""
         from cnnlab.training.evaluate import evaluate
 
@@ -366,8 +338,15 @@ class Sequential:
         _refuse("evaluate", sample_weight=(sample_weight, None), steps=(steps, None), callbacks=(callbacks, None))
         verbose = resolve_verbose(verbose)
         started, inputs = time.perf_counter(), self._inputs(x)
-        found = evaluate(self.module, inputs.to(self._device()), self._labels(x, y), with_per_class=False,
-                         precision="float32", loss=self.loss.name, from_logits=self.loss.from_logits)  # fmt: skip
+        found = evaluate(
+            self.module,
+            inputs.to(self._device()),
+            self._labels(x, y),
+            with_per_class=False,
+            precision="float32",
+            loss=self.loss.name,
+            from_logits=self.loss.from_logits,
+        )
         results = {key: found[loop] for key, loop in self._log_keys(validation=False).items()}
         self._show(verbose, len(inputs), batch_size, time.perf_counter() - started, results)
         if return_dict:
