@@ -259,6 +259,8 @@ class Sequential:
         _refuse("fit", steps_per_epoch=(steps_per_epoch, None), validation_steps=(validation_steps, None))
         _refuse("fit", validation_batch_size=(validation_batch_size, None), validation_freq=(validation_freq, 1))
         verbose = resolve_verbose(verbose)
+        if not 0 <= validation_split < 1:
+            raise ValueError(f"validation_split must be in [0, 1). Received: validation_split={validation_split!r}")
         inputs, targets = self._inputs(x), self._labels(x, y)
         validation = None
         if validation_data is not None:  # Keras then ignores validation_split
