@@ -72,14 +72,6 @@ class Sequential:
             raise ValueError(f"Only cnnlab.keras layers can be added to a Sequential model. Received: {layer!r}")
         self.module.add(layer)
 
-    def pop(self) -> Layer:
-        if not len(self.module.layers):
-            raise ValueError(f"Sequential '{self.name}': there are no layers to remove")
-        layer = self.module.layers[-1]
-        del self.module.layers[-1]
-        self.module._mark_logits()
-        return layer
-
     @property
     def layers(self) -> list[Layer]:
         return list(self.module.layers)
@@ -250,8 +242,10 @@ class Sequential:
         validation_batch_size=None,
         validation_freq=1,
     ) -> History:
+        from cnnlab.engine.devices import tune_cpu
         from cnnlab.training.checkpoint import Progress
         from cnnlab.training.config import FitConfig
+        from cnnlab.training.distributed import threads_per_process
         from cnnlab.training.loop import fit, split_validation
 
         self._require_compiled()
@@ -296,6 +290,7 @@ class Sequential:
         bridge = LoopBridge(keras_callbacks, self._log_keys(validation is not None))
         progress = Progress(epoch=initial_epoch)
         torch_optimizer = self.optimizer.build(self.module)
+        tune_cpu(threads_per_process())  # as cnnlab train does: torch's threads, freed memory kept for the next step
         fit(
             self.module,
             (inputs, targets),
