@@ -270,3 +270,23 @@ def test_progress_verbose_2_and_0(capsys):
     model.fit(x, y, epochs=2, verbose=0)
     model.predict(x, verbose=0)
     assert capsys.readouterr().out == ""
+
+
+def test_progress_verbose_1_redraws_one_line_on_a_terminal_or_in_jupyter(capsys, monkeypatch):
+    from cnnlab.keras import progress
+
+    monkeypatch.setattr(progress, "interactive", lambda: True)
+    monkeypatch.setattr(progress, "REDRAW_SECONDS", 0.0)  # redraw at every step
+    x, y = samples(128)
+    model = small_cnn(optimizer="rmsprop", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x, y, batch_size=8, epochs=1, verbose=1)
+    out = capsys.readouterr().out
+    assert out.count("\n") == 2 and out.count("\r") == 17  # 'Epoch 1/1', then 16 steps redrawn and the last line
+    assert out.splitlines()[-1].split("\r")[-1].startswith("16/16 ━━━━━━━━━━━━━━━━━━━━ ")
+
+
+def test_initial_epoch_continues_the_count():
+    x, y = samples(32)
+    model = small_cnn(optimizer="rmsprop", loss="sparse_categorical_crossentropy")
+    history = model.fit(x, y, epochs=4, initial_epoch=2, verbose=0)
+    assert history.epoch == [2, 3] and len(history.history["loss"]) == 2
