@@ -290,3 +290,16 @@ def test_initial_epoch_continues_the_count():
     model = small_cnn(optimizer="rmsprop", loss="sparse_categorical_crossentropy")
     history = model.fit(x, y, epochs=4, initial_epoch=2, verbose=0)
     assert history.epoch == [2, 3] and len(history.history["loss"]) == 2
+
+
+def test_image_outputs_train_and_score_per_pixel():
+    rng = np.random.default_rng(0)
+    x = rng.random((16, 4, 4, 1)).astype("float32")
+    targets = np.concatenate([x, 1 - x], axis=-1)  # (N, 4, 4, 2), channels last as Keras
+    model = Sequential([layers.Conv2D(2, 1, input_shape=(4, 4, 1))])
+    model.compile(optimizer="adam", loss="mse")
+    np.testing.assert_allclose(
+        model.evaluate(x, targets, verbose=0), ((model.predict(x, verbose=0) - targets) ** 2).mean(), rtol=1e-5
+    )
+    history = model.fit(x, targets, epochs=5, verbose=0)
+    assert history.history["loss"][-1] < history.history["loss"][0]

@@ -51,12 +51,13 @@ def score(logits: torch.Tensor, labels, with_per_class: bool = True, loss: str =
     ``activation``: what the model's ``forward`` left out of the logits (``losses.loss_activation``).
     Per-class accuracy needs class labels: integer labels or one-hot rows.
     """
-    labels = prepare_targets(loss, labels, tuple(logits.shape[1:])).to(logits.device)
+    output_shape = (*logits.shape[2:], logits.shape[1])  # Keras's order: (classes,) or (H, W, C)
+    labels = prepare_targets(loss, labels, output_shape).to(logits.device)
     metrics = {
         "loss": per_sample_loss(loss, logits, labels, activation).mean().item(),
         "accuracy": per_sample_accuracy(logits, labels, activation).mean().item(),
     }
-    if with_per_class and loss in (SPARSE, "categorical_crossentropy"):
+    if with_per_class and loss in (SPARSE, "categorical_crossentropy") and logits.dim() == 2:
         labels = labels if loss == SPARSE else labels.argmax(1)
         predicted, classes = logits.argmax(1), logits.shape[1]
         totals = torch.bincount(labels, minlength=classes).clamp(min=1)

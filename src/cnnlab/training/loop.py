@@ -126,12 +126,8 @@ def fit(
     )
     checks = [NanGuard()] if nan_guard else []
     if validation is not None:
-        checks.append(
-            Validation(
-                torch.as_tensor(validation[0]).to(device),
-                prepare_targets(config.loss, validation[1], model.output_shape).to(device),
-            )
-        )
+        prepare_targets(config.loss, validation[1], model.output_shape)  # checked now, not after an epoch
+        checks.append(Validation(*(torch.as_tensor(t).to(device) for t in validation)))
     hooks = CallbackList([*checks, History(), ProgressDisplay(verbose), *callbacks], model, state)
     base_lr = config.lr or OPTIMIZERS[config.optimizer][1]
     total_steps = state.steps_per_epoch * config.epochs

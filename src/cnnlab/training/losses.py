@@ -59,6 +59,8 @@ def prepare_targets(loss: str, labels, output_shape: tuple[int, ...]) -> torch.T
             f"loss='{loss}' needs targets shaped like the model's output, (N, {', '.join(map(str, output_shape))})"
             f"{hint}. Received: targets of shape {tuple(labels.shape)}"
         )
+    if labels.dim() == 4:  # image targets (N, H, W, C) -> the logits' (N, C, H, W)
+        labels = labels.permute(0, 3, 1, 2)
     return labels.float()
 
 
@@ -68,23 +70,22 @@ def per_sample_loss(
     """The loss of every sample (B,), from float32 logits (B, ...) and targets from ``prepare_targets``.
 
     ``output_activation``: what ``forward`` left out ('softmax', 'sigmoid' or 'linear'; see the module's text).
+    Over image outputs (B, C, H, W) the classes are the channels and each sample's loss is its pixels' mean.
     """
     if loss == "mean_squared_error":
-        return (_outputs(logits, output_activation) - targets).square().flatten(1).mean(1)
+        return _mean_per_sample((_outputs(logits, output_activation) - targets).square())
     if loss == "binary_crossentropy":
         if output_activation == "sigmoid":
-            losses = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
-        else:
-            outputs = logits.clamp(EPSILON, 1 - EPSILON)
-            losses = -(targets * outputs.log() + (1 - targets) * (1 - outputs).log())
-        return losses.flatten(1).mean(1)
+            return _mean_per_sample(F.binary_cross_entropy_with_logits(logits, targets, reduction="none"))
+        outputs = logits.clamp(EPSILON, 1 - EPSILON)
+        return _mean_per_sample(-(targets * outputs.log() + (1 - targets) * (1 - outputs).log()))
     if output_activation == "softmax":  # class indices or probability rows: torch's cross_entropy takes both
-        return F.cross_entropy(logits, targets, reduction="none", label_smoothing=label_smoothing)
+        return _mean_per_sample(F.cross_entropy(logits, targets, reduction="none", label_smoothing=label_smoothing))
     probabilities = logits / logits.sum(1, keepdim=True)
     log_p = probabilities.clamp(EPSILON, 1 - EPSILON).log()
     if loss == SPARSE:
         return -log_p.gather(1, targets[:, None])[:, 0]
-    return -(targets * log_p).sum(1)
+    return _mean_per_sample(-(targets * log_p).sum(1))
 
 
 def per_sample_accuracy(logits: torch.Tensor, targets: torch.Tensor, output_activation: str) -> torch.Tensor:
@@ -95,9 +96,9 @@ def per_sample_accuracy(logits: torch.Tensor, targets: torch.Tensor, output_acti
     """
     if targets.dtype == torch.int64:
         return (logits.argmax(1) == targets).float()
-    if logits.shape[1:] == (1,):
-        return ((_outputs(logits, output_activation) > 0.5) == (targets > 0.5)).float()[:, 0]
-    return (logits.argmax(1) == targets.argmax(1)).float()
+    if logits.shape[1] == 1:
+        return _mean_per_sample(((_outputs(logits, output_activation) > 0.5) == (targets > 0.5)).float())
+    return _mean_per_sample((logits.argmax(1) == targets.argmax(1)).float())
 
 
 def loss_activation(output_activation: str, loss: str, from_logits: bool) -> str:
@@ -105,6 +106,11 @@ def loss_activation(output_activation: str, loss: str, from_logits: bool) -> str
     if not from_logits or output_activation != "linear" or loss == "mean_squared_error":
         return output_activation
     return "sigmoid" if loss == "binary_crossentropy" else "softmax"
+
+
+def _mean_per_sample(values: torch.Tensor) -> torch.Tensor:
+    """(B, ...) -> (B,): the mean over each sample's outputs (its pixels, its labels)."""
+    return values.flatten(1).mean(1) if values.dim() > 1 else values
 
 
 def _outputs(logits: torch.Tensor, output_activation: str) -> torch.Tensor:
