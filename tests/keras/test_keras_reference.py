@@ -110,3 +110,32 @@ def test_history_keys_are_keras(both, digits):
     x, y = digits
     keys = [list(model.fit(x, y, epochs=1, verbose=0, validation_split=0.25).history) for model in (reference, ours)]
     assert keys[0] == keys[1]
+
+
+@pytest.mark.parametrize(
+    ("loss", "units", "activation"),
+    [
+        ("binary_crossentropy", 1, "sigmoid"),
+        ("sparse_categorical_crossentropy", 3, "softmax"),
+        ("mse", 3, "softmax"),
+        ("categorical_crossentropy", 3, "linear"),  # outputs taken as probabilities, clipped: Keras's rule
+    ],
+)
+def test_losses_and_accuracy_are_keras(loss, units, activation):
+    rng = np.random.default_rng(2)
+    x = rng.random((40, 5)).astype("float32")
+    labels = rng.integers(0, units if units > 1 else 2, (40, 1)).astype("uint8")  # (N, 1), as CIFAR's
+    one_hot = loss in ("mse", "categorical_crossentropy")
+    y = np.eye(units, dtype="float32")[labels[:, 0]] if one_hot else labels
+    results = []
+    for api in (keras, cnnlab_keras):
+        api.backend.clear_session()
+        model = api.models.Sequential([api.layers.Dense(units, activation=activation, input_shape=(5,))])
+        model.compile(optimizer="sgd", loss=loss, metrics=["accuracy"])
+        if results:
+            model.set_weights(results[0][0])
+        elif activation == "linear":  # positive outputs, so that Keras's clipping of probabilities is not all
+            model.set_weights([np.abs(w) + 0.1 for w in model.get_weights()])
+        results.append((model.get_weights(), model.predict(x, verbose=0), model.evaluate(x, y, verbose=0)))
+    np.testing.assert_allclose(results[1][1], results[0][1], atol=1e-6)
+    np.testing.assert_allclose(results[1][2], results[0][2], rtol=1e-5, atol=1e-6)
