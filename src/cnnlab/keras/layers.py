@@ -156,4 +156,3 @@ class Reshape(KerasArguments, layers.Reshape):
 
 MaxPool2D = MaxPooling2D
 AvgPool2D = AveragePooling2D
-Layer = layers.Layer
