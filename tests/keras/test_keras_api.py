@@ -159,6 +159,17 @@ def test_fit_before_compile():
         small_cnn().fit(x, y)
 
 
+def test_fit_arguments_are_checked():
+    x, y = samples(8)
+    model = small_cnn(optimizer="rmsprop", loss="sparse_categorical_crossentropy")
+    with pytest.raises(ValueError, match=r"batch_size must be a positive integer. Received: batch_size=0"):
+        model.fit(x, y, batch_size=0)
+    with pytest.raises(ValueError, match=r"validation_split must be in \[0, 1\). Received: validation_split=1.5"):
+        model.fit(x, y, validation_split=1.5)
+    with pytest.raises(NotImplementedError, match=r"fit: cnnlab implements class_weight=None only"):
+        model.fit(x, y, class_weight={0: 2.0})
+
+
 def test_a_loss_that_does_not_fit_the_labels():
     x, y = samples(8)
     model = small_cnn(optimizer="rmsprop", loss="categorical_crossentropy")

@@ -176,6 +176,7 @@ class Sequential:
         jit_compile="auto",
         auto_scale_loss=True,
     ) -> None:
+        """Choose the optimizer (a name or an optimizer), the loss (a name, function or Loss) and the metrics."""
         _refuse("compile", loss_weights=(loss_weights, None), weighted_metrics=(weighted_metrics, None))
         _refuse("compile", steps_per_execution=(steps_per_execution, 1))
         if loss is None:
@@ -242,6 +243,11 @@ class Sequential:
         validation_batch_size=None,
         validation_freq=1,
     ) -> History:
+        """Train on arrays ``x``, ``y`` with cnnlab's loop; returns the ``History`` (also ``self.history``).
+
+        Keras's rules: batches of 32 unless told, ``validation_split`` the last fraction before shuffling (and
+        ignored when ``validation_data`` is given), a new order every epoch unless ``shuffle=False``.
+        """
         from cnnlab.engine.devices import tune_cpu
         from cnnlab.training.checkpoint import Progress
         from cnnlab.training.config import FitConfig
@@ -253,6 +259,10 @@ class Sequential:
         _refuse("fit", steps_per_epoch=(steps_per_epoch, None), validation_steps=(validation_steps, None))
         _refuse("fit", validation_batch_size=(validation_batch_size, None), validation_freq=(validation_freq, 1))
         verbose = resolve_verbose(verbose)
+        batch_size = KERAS_BATCH if batch_size is None else batch_size
+        for name, value in (("epochs", epochs), ("batch_size", batch_size)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer. Received: {name}={value!r}")
         if not 0 <= validation_split < 1:
             raise ValueError(f"validation_split must be in [0, 1). Received: validation_split={validation_split!r}")
         inputs, targets = self._inputs(x), self._labels(x, y)
@@ -265,7 +275,6 @@ class Sequential:
             validation = (self._inputs(validation_data[0], "validation x"), self._labels(*validation_data))
         elif validation_split:
             (inputs, targets), validation = split_validation(inputs, targets, validation_split)
-        batch_size = batch_size or KERAS_BATCH
         config = FitConfig(
             epochs=epochs,
             batch_size=batch_size,
