@@ -226,6 +226,13 @@ OPTIMIZERS = {  # name -> Keras's default learning rate
     "adamw": 1e-3,
     "sgd": 1e-2,
 }
+LOSSES = {  # Keras's names; each takes the model's logits (cnnlab.training.losses)
+    "sparse_categorical_crossentropy": "integer class labels (N,) or (N, 1)",
+    "categorical_crossentropy": "one-hot or probability rows (N, classes)",
+    "binary_crossentropy": "0/1 targets shaped like the output, e.g. (N, 1) under a sigmoid",
+    "mean_squared_error": "targets shaped like the output",
+}
+LOSS_ALIASES = {"mse": "mean_squared_error"}
 SCHEDULES = {
     "constant": "the same learning rate throughout",
     "onecycle": "linear warm-up over the first 25% of steps, then linear decay to 0",

@@ -300,20 +300,17 @@ def test_bad_input_gets_one_clear_line(case, tmp_path, run_cli):
 @pytest.mark.slow
 def test_a_nan_in_epoch_two_keeps_epoch_one_checkpoint(tmp_path, run_cli, monkeypatch):
     """The loss turns NaN at the 5th step of epoch 2: the checkpoint of epoch 1 stays, whole and loadable."""
-    import types
-
-    import torch.nn.functional as F
-
     import cnnlab.training.loop
+    from cnnlab.training.losses import per_sample_loss
 
     steps_per_epoch, calls = math.ceil(int(1500 * 0.7) / 64), {"count": 0}  # 70% of --limit trains
 
-    def cross_entropy(*args, **kwargs):  # the training loop's loss, once per step
+    def loss_per_sample(*args, **kwargs):  # the training loop's loss, once per step
         calls["count"] += 1
-        losses = F.cross_entropy(*args, **kwargs)
+        losses = per_sample_loss(*args, **kwargs)
         return losses * float("nan") if calls["count"] == steps_per_epoch + 5 else losses
 
-    monkeypatch.setattr(cnnlab.training.loop, "F", types.SimpleNamespace(cross_entropy=cross_entropy))
+    monkeypatch.setattr(cnnlab.training.loop, "per_sample_loss", loss_per_sample)
     result = run_cli(*train(tmp_path, "--epochs", "2", "--limit", "1500", "--batch-size", "64"))
     assert result.code == 1
     assert "NaN or infinite at epoch 2, step 5" in result.err

@@ -90,6 +90,17 @@ def _keras_models(rng) -> dict:
             ],
             name="batchnorm",
         ),
+        # vectors laid out as pictures and back, in Keras's (H, W, C) order
+        "reshape": keras.Sequential(
+            [
+                keras.Input((48,)),
+                layers.Reshape((4, 4, 3)),
+                layers.Conv2D(5, 2, activation="relu"),
+                layers.Reshape((-1,)),
+                layers.Dense(4, activation="softmax"),
+            ],
+            name="reshape",
+        ),
         # the course's MLP shape: (28, 28) pictures flattened at once
         "mlp": keras.Sequential(
             [
@@ -171,7 +182,7 @@ def _archive(path, config: dict | bytes, weights: bytes = b"", extra: dict | Non
 
 
 @pytest.mark.parametrize("suffix", [".keras", ".h5"])
-@pytest.mark.parametrize("name", ["cnn", "batchnorm", "mlp", "regressor"])
+@pytest.mark.parametrize("name", ["cnn", "batchnorm", "reshape", "mlp", "regressor"])
 def test_models_saved_by_keras_load_with_keras_predictions(keras_files, name, suffix):
     model, inputs, files = keras_files[name]
     loaded = load_keras(files[suffix])
@@ -245,7 +256,7 @@ def test_models_saved_by_cnnlab_load_in_keras_with_cnnlab_predictions(cnnlab_fil
         assert [layer.name for layer in reloaded.layers] == [layer.name for layer in model.layers]
 
 
-@pytest.mark.parametrize("name", ["cnn", "batchnorm", "mlp", "regressor"])
+@pytest.mark.parametrize("name", ["cnn", "batchnorm", "reshape", "mlp", "regressor"])
 def test_keras_to_cnnlab_to_keras_keeps_every_weight_bit(keras_files, tmp_path, name):
     model, _, files = keras_files[name]
     back = keras.saving.load_model(save_keras(load_keras(files[".keras"]), tmp_path / "back.keras"))
@@ -411,10 +422,6 @@ CODE_REFUSALS = {
     "marshalled bytes": (
         {"class_name": "Dropout", "config": {"name": "drop", "rate": 0.1, "noise_shape": _payload("/tmp/x")}},
         "holds pickled or marshalled bytes",
-    ),
-    "reshape": (
-        {"module": "keras.layers", "class_name": "Reshape", "config": {"name": "r", "target_shape": [13, 13, 32]}},
-        "layer 2 'r' (Reshape): cnnlab has no Reshape layer yet",
     ),
 }
 

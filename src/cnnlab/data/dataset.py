@@ -77,6 +77,7 @@ def to_categorical(y, num_classes: int | None = None) -> np.ndarray:
             f"to_categorical needs non-negative integer labels. Received: {labels.dtype} labels, "
             f"min {labels.min(initial=0)}"
         )
+    labels = labels.astype(np.int64, copy=False)  # uint8 labels (Keras's datasets) cannot hold the -1 below
     num_classes = int(labels.max(initial=-1)) + 1 if num_classes is None else num_classes
     if labels.max(initial=-1) >= num_classes:
         raise ValueError(f"Labels must be < num_classes. Received: num_classes={num_classes}, max label {labels.max()}")

@@ -34,6 +34,7 @@ KERAS_CLASSES = {
     "Dropout": "Dropout",
     "BatchNormalization": "BatchNormalization",
     "GlobalAveragePooling2D": "GlobalAveragePooling2D",
+    "Reshape": "Reshape",
 }
 CNNLAB_TYPES = {keras: cnnlab for cnnlab, keras in KERAS_CLASSES.items()} | {
     "MaxPool2D": "MaxPool2D",
@@ -47,7 +48,6 @@ CODE_LAYERS = {
     "TFOpLambda": "a TFOpLambda layer calls a TensorFlow function by name",
     "SlicingOpLambda": "a SlicingOpLambda layer calls a TensorFlow function by name",
 }
-NOT_YET = {"Reshape": "cnnlab has no Reshape layer yet; move the reshape out of the model (feed (H, W, C) images)"}
 FLOAT_POLICIES = ("float32", "float16", "bfloat16", "float64", "mixed_float16", "mixed_bfloat16")
 PROTOCOL0_IMPORT = re.compile(rb"[ci][\w.]+\n[\w.]+\n")  # a text pickle importing: GLOBAL or INST module\nname\n
 MARSHAL_CODE = (b"\xe3", b"c")  # marshal's code-object type byte, with and without its reference flag
@@ -183,6 +183,8 @@ def _layer_spec(class_name: str, config: dict, where: str) -> tuple[dict, tuple[
         spec["rate"] = config.get("rate")
     elif kind == "GlobalAveragePooling2D":
         _setting(config, "keepdims", (False,), where)
+    elif kind == "Reshape":
+        spec["target_shape"] = config.get("target_shape")
     elif kind == "BatchNormalization":
         _setting(config, "renorm", (False,), where)
         axis = config.get("axis", -1)
@@ -259,8 +261,6 @@ def spec_from_config(config) -> tuple[dict, list[KerasLayer]]:
             if index:
                 raise KerasConfigError(f"{where}: an InputLayer must come first")
             continue
-        if class_name in NOT_YET:
-            raise KerasConfigError(f"{where}: {NOT_YET[class_name]}")
         if class_name not in CNNLAB_TYPES:
             module = layer.get("module")
             known = ", ".join(sorted({*KERAS_CLASSES.values(), "InputLayer"}))
@@ -382,6 +382,8 @@ def _keras_layer_config(layer) -> dict:
         config.update(axis=-1, momentum=spec["momentum"], epsilon=spec["epsilon"], center=True, scale=True)
     elif kind in ("Flatten", "GlobalAveragePooling2D"):
         config["data_format"] = "channels_last"
+    elif kind == "Reshape":
+        config["target_shape"] = list(layer.target_shape)
     return {
         "module": "keras.layers",
         "class_name": KERAS_CLASSES[kind],

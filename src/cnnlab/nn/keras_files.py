@@ -306,8 +306,8 @@ def load_keras(path: str | Path) -> Sequential:
 def keras_predict(model: Sequential, inputs) -> np.ndarray:
     """What Keras's ``model.predict(inputs)`` returns, for inputs in Keras's layout: (N, H, W, C) or (N, F).
 
-    The softmax of the logits when the last layer's activation is softmax (``forward`` stops before it);
-    otherwise the last layer's output as it is (a sigmoid, a linear regression...).
+    ``forward``'s logits with the last layer's softmax or sigmoid applied (``Sequential.finish``); a linear last
+    layer's output as it is.
     """
     x = torch.as_tensor(np.asarray(inputs, dtype=np.float32))
     shape = tuple(model.input_shape)
@@ -319,12 +319,9 @@ def keras_predict(model: Sequential, inputs) -> np.ndarray:
             f"Received: inputs.shape={tuple(x.shape)}"
         )
     x = x.permute(0, 3, 1, 2) if x.dim() == 4 else x  # channels-last -> torch's (N, C, H, W)
-    if model.layers[-1].activation == "softmax":
-        outputs = model.predict_proba(x)
-    else:
-        model.eval()
-        with torch.inference_mode():
-            outputs = model(x).float()
+    model.eval()
+    with torch.inference_mode():
+        outputs = model.finish(model(x).float())  # the softmax or sigmoid forward leaves out, applied
     return (outputs.permute(0, 2, 3, 1) if outputs.dim() == 4 else outputs).numpy()  # images back to channels-last
 
 

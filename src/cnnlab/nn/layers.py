@@ -33,6 +33,8 @@ ACTIVATIONS = {
     "leaky_relu": lambda x: F.leaky_relu(x, 0.2),  # Keras's default negative slope
 }
 PADDINGS = ("valid", "same")
+# a model's last layer leaves these out of ``forward``: the losses take logits, ``Sequential.finish`` applies them
+OUTPUT_ACTIVATIONS = ("softmax", "sigmoid")
 
 
 MAX_WINDOW = 2**16  # kernel, pool and stride sides: beyond any picture's side, and within torch's 32-bit sizes
@@ -131,9 +133,40 @@ class Layer(nn.Module):
         return input_shape
 
     def activate(self, x: torch.Tensor) -> torch.Tensor:
-        if self.activation == "linear" or (self.logits_only and self.activation == "softmax"):
+        if self.activation == "linear" or (self.logits_only and self.activation in OUTPUT_ACTIVATIONS):
             return x
         return ACTIVATIONS[self.activation](x)
+
+    def keras_weights(self) -> list[tuple[torch.Tensor, tuple[int, ...] | None]]:
+        """The layer's tensors in Keras's order, each with the permutation of torch's axes into Keras's (None: same)."""
+        return []
+
+    def get_weights(self) -> list:
+        """Keras's ``layer.get_weights()``: NumPy copies in Keras's layouts (Conv2D's kernel (kh, kw, in, out)...)."""
+        return [
+            (tensor.detach() if order is None else tensor.detach().permute(*order)).cpu().numpy().copy()
+            for tensor, order in self.keras_weights()
+        ]
+
+    def set_weights(self, weights) -> None:
+        """Keras's ``layer.set_weights(arrays)``: the arrays of ``get_weights``, in the same order and layouts."""
+        tensors = self.keras_weights()
+        if len(weights) != len(tensors):
+            raise ValueError(
+                f"{self.type_name} '{self.name}' has {len(tensors)} weight arrays. Received: {len(weights)} arrays"
+            )
+        for index, ((tensor, order), array) in enumerate(zip(tensors, weights)):
+            value = torch.as_tensor(array, dtype=tensor.dtype)
+            expected = tuple(tensor.shape) if order is None else tuple(tensor.permute(*order).shape)
+            if tuple(value.shape) != expected:
+                raise ValueError(
+                    f"{self.type_name} '{self.name}': weight array {index} must have shape {expected}. "
+                    f"Received: shape {tuple(value.shape)}"
+                )
+            if order is not None:  # back from Keras's axes to torch's
+                value = value.permute(*sorted(range(len(order)), key=order.__getitem__))
+            with torch.no_grad():
+                tensor.copy_(value)
 
     def get_config(self) -> dict:
         return {"type": self.type_name, "name": self.name}
@@ -207,6 +240,9 @@ class Conv2D(Layer):
         if self.pad is not None:
             x = F.pad(x, self.pad)
         return self.activate(self.conv(x))
+
+    def keras_weights(self):  # kernel (out, in, kh, kw) -> (kh, kw, in, out), bias (filters,)
+        return [(self.conv.weight, (2, 3, 1, 0))] + ([(self.conv.bias, None)] if self.use_bias else [])
 
     def get_config(self):
         return {
@@ -322,6 +358,9 @@ class Dense(Layer):
     def forward(self, x):  # (B, F) -> (B, units)
         return self.activate(self.linear(x))
 
+    def keras_weights(self):  # kernel (units, in) -> (in, units), bias (units,)
+        return [(self.linear.weight, (1, 0))] + ([(self.linear.bias, None)] if self.use_bias else [])
+
     def get_config(self):
         return {**super().get_config(), "units": self.units, "activation": self.activation, "use_bias": self.use_bias}
 
@@ -363,6 +402,10 @@ class BatchNormalization(Layer):
     def forward(self, x):
         return self.norm(x)
 
+    def keras_weights(self):  # gamma, beta, moving_mean, moving_variance: (channels,) each
+        norm = self.norm
+        return [(norm.weight, None), (norm.bias, None), (norm.running_mean, None), (norm.running_var, None)]
+
     def get_config(self):
         return {**super().get_config(), "momentum": self.momentum, "epsilon": self.epsilon}
 
@@ -375,6 +418,45 @@ class GlobalAveragePooling2D(Layer):
 
     def forward(self, x):  # (B, C, H, W) -> (B, C)
         return x.mean(dim=(2, 3))
+
+
+class Reshape(Layer):
+    """Keras's Reshape: the values in Keras's (H, W, C) order, laid out as ``target_shape`` (one side may be -1)."""
+
+    type_name = "Reshape"
+
+    def __init__(self, target_shape, name=None, input_shape=None):
+        super().__init__(name, input_shape)
+        shape = tuple(target_shape) if isinstance(target_shape, (list, tuple)) else None
+        if (
+            not shape
+            or len(shape) not in (1, 3)
+            or not all(isinstance(d, int) and not isinstance(d, bool) and (d > 0 or d == -1) for d in shape)
+            or shape.count(-1) > 1
+        ):
+            raise ValueError(
+                "Reshape: target_shape must be (H, W, C) or (F,) of positive integers, one of which may be -1. "
+                f"Received: target_shape={target_shape!r}"
+            )
+        self.target_shape = shape
+
+    def _build(self, input_shape):
+        size, known = math.prod(input_shape), math.prod(d for d in self.target_shape if d != -1)
+        shape = tuple(size // known if d == -1 else d for d in self.target_shape)
+        if math.prod(shape) != size:
+            raise ValueError(
+                f"Reshape '{self.name}': the input {input_shape} holds {size} values, which cannot be laid out "
+                f"as {self.target_shape}. Received: target_shape={self.target_shape}"
+            )
+        return shape
+
+    def forward(self, x):  # (B, C, H, W) or (B, F) -> (B, C', H', W') or (B, F'), reshaped in (H, W, C) order
+        values = x.permute(0, 2, 3, 1) if x.dim() == 4 else x
+        reshaped = values.reshape(x.shape[0], *self.output_shape)
+        return reshaped.permute(0, 3, 1, 2) if reshaped.dim() == 4 else reshaped
+
+    def get_config(self):
+        return {**super().get_config(), "target_shape": list(self.target_shape)}
 
 
 MaxPooling2D = MaxPool2D
@@ -392,6 +474,7 @@ LAYER_TYPES: dict[str, type[Layer]] = {
         Dropout,
         BatchNormalization,
         GlobalAveragePooling2D,
+        Reshape,
     )
 }
 LAYER_ALIASES = {"MaxPooling2D": "MaxPool2D", "AveragePooling2D": "AvgPool2D"}

@@ -14,7 +14,7 @@ import re
 import torch
 from torch import nn
 
-from cnnlab.nn.layers import Input, Layer
+from cnnlab.nn.layers import ACTIVATIONS, OUTPUT_ACTIVATIONS, Input, Layer
 
 
 def keras_name(type_name: str) -> str:
@@ -62,6 +62,15 @@ class Sequential(nn.Module):
         self.layers.append(layer)
         self._mark_logits()
 
+    def build(self, input_shape) -> None:
+        """Give the model its input shape and build the layers added before it was known (Keras's lazy build)."""
+        if self.input_shape is not None:
+            raise ValueError(f"Sequential '{self.name}' is already built. Received: input_shape={tuple(input_shape)}")
+        self.input_shape = Input(input_shape).shape
+        shape = self.input_shape
+        for layer in self.layers:
+            shape = layer.build(shape)
+
     def _mark_logits(self) -> None:
         for layer in self.layers:
             layer.logits_only = False
@@ -71,6 +80,16 @@ class Sequential(nn.Module):
     @property
     def output_shape(self) -> tuple[int, ...] | None:
         return self.layers[-1].output_shape if len(self.layers) else self.input_shape
+
+    @property
+    def output_activation(self) -> str:
+        """The activation ``forward`` leaves out (softmax or sigmoid), or 'linear' when it leaves none."""
+        last = self.layers[-1].activation if len(self.layers) else "linear"
+        return last if last in OUTPUT_ACTIVATIONS else "linear"
+
+    def finish(self, logits: torch.Tensor) -> torch.Tensor:
+        """The model's outputs as Keras returns them: ``forward``'s logits with the left-out activation applied."""
+        return ACTIVATIONS[self.output_activation](logits)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> logits (B, classes)
         for layer in self.layers:

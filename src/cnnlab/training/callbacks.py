@@ -101,15 +101,22 @@ class NanGuard(Callback):
 class Validation(Callback):
     """Adds val_loss and val_accuracy to each epoch's logs: the model on the validation data, in large batches."""
 
-    def __init__(self, images, labels):  # uint8 (N, H, W, C), int64 (N,), on the training device
+    def __init__(self, images, labels):  # (N, H, W, C) images, labels for the loss; on the training device
         self.images, self.labels = images, labels
 
     def on_epoch_end(self, epoch, logs=None):
         from cnnlab.training.evaluate import evaluate
 
+        config = self.state.config
         # every process validates on all of it: same weights, same numbers, no messages
         metrics = evaluate(
-            self.model, self.images, self.labels, with_per_class=False, precision=self.state.config.precision
+            self.model,
+            self.images,
+            self.labels,
+            with_per_class=False,
+            precision=config.precision,
+            loss=config.loss,
+            from_logits=config.from_logits,
         )
         logs.update(val_loss=metrics["loss"], val_accuracy=metrics["accuracy"])
 

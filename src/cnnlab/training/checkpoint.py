@@ -38,7 +38,7 @@ class Progress:
     step: int = 0  # steps done in the current epoch
     global_step: int = 0
     loss_sum: float = 0.0  # sum of per-sample training loss in the current epoch (over all processes)
-    correct: int = 0
+    correct: float = 0  # sum of per-sample accuracies in the current epoch (a count for class labels)
     seen: int = 0
     seconds: float = 0.0  # time spent in the current epoch before an interruption
     history: list[dict] = field(default_factory=list)

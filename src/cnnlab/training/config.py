@@ -28,8 +28,11 @@ class FitConfig:
     betas: tuple[float, float] | None = None  # adam, adamw; None: Keras's (0.9, 0.999)
     schedule: str = "constant"  # a name of cnnlab.names.SCHEDULES
     label_smoothing: float = 0.0
+    loss: str = "sparse_categorical_crossentropy"  # a name of cnnlab.names.LOSSES
+    from_logits: bool = False  # Keras's: the last layer is linear and its outputs are logits
     augment: str | None = None  # e.g. "shift:2,flip" (see cnnlab.data.augment)
     validation_split: float = 0.0  # Keras's rule: the last fraction of the training data, before shuffling
+    shuffle: bool = True  # a new order of the training samples every epoch
     seed: int = 0  # the shuffle derives from (seed, epoch), the augmentation from (seed, step)
     device: str = "auto"  # auto, cpu or cuda
     precision: str = "auto"  # a name of cnnlab.names.PRECISIONS
@@ -51,6 +54,10 @@ class FitConfig:
             (
                 self.schedule not in names.SCHEDULES,
                 f"--schedule must be one of {', '.join(names.SCHEDULES)}. Received: {self.schedule!r}",
+            ),
+            (
+                self.loss not in names.LOSSES,
+                f"loss must be one of {', '.join(names.LOSSES)}. Received: loss={self.loss!r}",
             ),
             (
                 not 0 <= self.label_smoothing < 1,

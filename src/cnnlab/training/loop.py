@@ -1,7 +1,8 @@
 """``fit``: the training loop, over epochs and batches, as Keras's ``model.fit`` runs it.
 
-The data set stays in memory as one uint8 tensor and batches are taken by index (no per-sample
-DataLoader); images become float (B, C, H, W) channels_last batches on the fly. As in Keras: the
+The data set stays in memory as one tensor (uint8 images, or float images already scaled as Keras code passes
+them) and batches are taken by index (no per-sample DataLoader); images become float (B, C, H, W)
+channels_last batches on the fly. The loss is Keras's, by name (``cnnlab.training.losses``). As in Keras: the
 validation split is the last fraction of the training set, taken before shuffling; the training set
 is reshuffled every epoch; the reported loss and accuracy are means over the epoch's samples.
 
@@ -24,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from cnnlab.data.augment import parse_augment
 from cnnlab.engine.accelerate import accelerate
@@ -36,6 +36,7 @@ from cnnlab.training import distributed
 from cnnlab.training.callbacks import CallbackList, History, NanGuard, ProgressDisplay, Validation
 from cnnlab.training.checkpoint import Progress
 from cnnlab.training.config import FitConfig, TrainConfig
+from cnnlab.training.losses import loss_activation, per_sample_accuracy, per_sample_loss, prepare_targets
 
 
 @dataclass
@@ -79,12 +80,19 @@ def fit(
     device=None,
     run: Path | None = None,
     verbose: bool = True,
+    nan_guard: bool = True,
 ) -> list[dict]:
-    """Train ``model`` in place on ``train_data`` = (uint8 images (N, H, W, C), int64 labels (N,)).
+    """Train ``model`` in place on ``train_data`` = (images (N, H, W, C) or (N, F), labels).
+
+    Images are uint8, or float already scaled to [0, 1]; labels are what ``config.loss`` takes (int64 (N,) for
+    the default sparse cross-entropy, one-hot rows for the categorical one; see ``losses.prepare_targets``).
 
     ``validation``: (images, labels) to validate on after every epoch, or None (then ``config.validation_split``
     may take the last fraction of ``train_data``). Returns the history: one dict per epoch with loss,
-    accuracy, val_loss, val_accuracy, seconds. ``progress`` and ``optimizer`` carry on an earlier fit.
+    accuracy, val_loss, val_accuracy, seconds. ``progress`` and ``optimizer`` carry on an earlier fit. With the
+    constant schedule the learning rate is the optimizer's own (and whatever a callback sets it to).
+    ``nan_guard``: stop with an error once the loss is NaN or infinite (Keras's own fit goes on; its
+    TerminateOnNaN callback stops).
     """
     config = config or FitConfig()
     if isinstance(config, TrainConfig) or not isinstance(config, FitConfig):
@@ -101,7 +109,9 @@ def fit(
             )
         train_data, validation = split_validation(*train_data, config.validation_split)
     device = device or resolve_device(config.device)
-    images, labels = (torch.as_tensor(t).to(device) for t in train_data)
+    images = torch.as_tensor(train_data[0]).to(device)
+    labels = prepare_targets(config.loss, train_data[1], model.output_shape).to(device)
+    activation = loss_activation(model.output_activation, config.loss, config.from_logits)
     model.to(device=device, memory_format=torch.channels_last)
     optimizer = optimizer or make_optimizer(model, config)
     fast_model, optimizer = accelerate(model, optimizer)
@@ -114,8 +124,9 @@ def fit(
     state = TrainingState(
         model, distributed.wrap(fast_model, device), optimizer, config, progress, math.ceil(count / batch), device, run
     )
-    checks = [NanGuard()]
+    checks = [NanGuard()] if nan_guard else []
     if validation is not None:
+        prepare_targets(config.loss, validation[1], model.output_shape)  # checked now, not after an epoch
         checks.append(Validation(*(torch.as_tensor(t).to(device) for t in validation)))
     hooks = CallbackList([*checks, History(progress.history), ProgressDisplay(verbose), *callbacks], model, state)
     base_lr = config.lr or OPTIMIZERS[config.optimizer][1]
@@ -128,35 +139,34 @@ def fit(
         state.epoch, state.epoch_started = epoch, time.perf_counter() - progress.seconds
         hooks.on_epoch_begin(epoch, {})
         model.train()
-        order = epoch_order(config.seed, epoch, count).to(device)
+        order = (epoch_order(config.seed, epoch, count) if config.shuffle else torch.arange(count)).to(device)
         if world.rank:  # a checkpoint's partial sums cover every process: process 0 carries them on, once
             progress.loss_sum, progress.correct, progress.seen = 0.0, 0, 0
         loss_sum = torch.tensor(progress.loss_sum, dtype=torch.float64, device=device)
-        correct = torch.tensor(progress.correct, device=device)
+        correct = torch.tensor(progress.correct, dtype=torch.float64, device=device)  # sum of per-sample accuracies
         logs: dict = {}
         for step in range(progress.step, state.steps_per_epoch):
             hooks.on_train_batch_begin(step, logs)
             batch_index = order[step * batch : (step + 1) * batch]
             index = batch_index[world.rank :: world.size]  # this process's share of the batch
-            batch_images = images.index_select(0, index)  # (B, H, W, C) uint8; images[index] takes 10x longer
+            batch_images = images.index_select(0, index)  # (B, H, W, C); images[index] takes 10x longer
             if augmentation is not None:  # drawn for the whole batch from (seed, step): resumes and processes agree
                 choices = augmentation.draw(len(batch_index), config.seed, progress.global_step)
                 batch_images = augmentation.apply(batch_images, choices[world.rank :: world.size])
-            inputs, targets = as_model_input(batch_images), labels.index_select(0, index)  # (B, C, H, W), (B,)
-            for group in optimizer.param_groups:
-                group["lr"] = learning_rate(config.schedule, base_lr, progress.global_step, total_steps)
+            inputs, targets = as_model_input(batch_images), labels.index_select(0, index)  # (B, C, H, W), (B, ...)
+            if config.schedule != "constant":
+                for group in optimizer.param_groups:
+                    group["lr"] = learning_rate(config.schedule, base_lr, progress.global_step, total_steps)
             with mixed_precision:
-                logits = state.net(inputs)
-                losses = F.cross_entropy(
-                    logits.float(), targets, reduction="none", label_smoothing=config.label_smoothing
-                )
+                logits = state.net(inputs).float()
+                losses = per_sample_loss(config.loss, logits, targets, activation, config.label_smoothing)
                 # this process's part of the batch's mean loss; DDP divides the summed gradients by the processes
                 loss = losses.sum() * (world.size / len(batch_index))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             loss_sum += losses.detach().sum()
-            correct += (logits.argmax(1) == targets).sum()
+            correct += per_sample_accuracy(logits.detach(), targets, activation).sum()
             progress.step, progress.global_step = step + 1, progress.global_step + 1
             progress.seen += len(index)
             if device.type == "cpu" or step % 50 == 0:  # a host sync is free on the CPU, costly on a GPU
@@ -177,7 +187,7 @@ def fit(
     return progress.history
 
 
-def _over_processes(loss_sum: torch.Tensor, correct: torch.Tensor, seen: int) -> tuple[float, int, int]:
+def _over_processes(loss_sum: torch.Tensor, correct: torch.Tensor, seen: int) -> tuple[float, float, int]:
     """The epoch's running sums, added up over all processes (as they are in a single process)."""
     loss_total, correct_total, seen_total = distributed.sum_over_ranks([loss_sum.item(), float(correct), float(seen)])
-    return loss_total, int(correct_total), int(seen_total)
+    return loss_total, correct_total, int(seen_total)
