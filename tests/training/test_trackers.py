@@ -92,6 +92,13 @@ def test_tracker_callbacks_take_each_known_name_once(tmp_path):
     assert isinstance(tracker, TensorBoardLogger) and tracker.log_dir == tmp_path / "tensorboard"
 
 
+def test_under_torchrun_only_process_0_tracks(tmp_path, monkeypatch):
+    from cnnlab.training import distributed
+
+    monkeypatch.setattr(distributed, "is_main", lambda: False)
+    assert tracker_callbacks(["tensorboard", "wandb", "mlflow"], tmp_path, TrainConfig()) == []
+
+
 def test_tensorboard_event_files_hold_the_epochs_the_summary_and_the_test(tmp_path):
     need("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -144,7 +151,7 @@ def test_a_wandb_run_offline_holds_the_config_the_epochs_and_the_summary(tmp_pat
     need("wandb")
     monkeypatch.setattr(WandbLogger, "hinted", False)
     run = new_run(tmp_path)
-    (tracker,) = tracker_callbacks(["wandb"], run.path, TrainConfig(epochs=2, lr=0.002, name="tracked"))
+    (tracker,) = tracker_callbacks(["wandb"], run.path, TrainConfig())  # the run's config.json: its settings
     assert tracker.mode == "offline"
     history = fit_with([tracker], run)
     (file,) = (run.path / "wandb").glob("offline-run-*/run-*.wandb")
@@ -159,6 +166,7 @@ def test_a_wandb_run_offline_holds_the_config_the_epochs_and_the_summary(tmp_pat
 
     config = of("run", lambda record: record.run.config.update) | of("config", lambda record: record.config.update)
     assert (config["lr"], config["epochs"], config["model"], config["name"]) == (0.002, 2, "cnn", "tracked")
+    assert config["built"] == {"parameters": 1234}  # what was built, from config.json
     epochs = [
         {item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in record.history.item}
         for record in records

@@ -24,8 +24,8 @@ from cnnlab.errors import CnnlabError
 from cnnlab.training import distributed
 from cnnlab.training.callbacks import Callback
 from cnnlab.training.checkpoint import FILE as CHECKPOINT_FILE
-from cnnlab.training.run import Run
-from cnnlab.training.runs_table import flatten
+from cnnlab.training.run import CONFIG_FILE
+from cnnlab.training.runs_table import flatten, read_json_file
 
 TRACKERS = {  # --log NAME: what it writes, and the package it needs
     "tensorboard": ("TensorBoard event files in RUN/tensorboard", "tensorboard"),
@@ -41,6 +41,17 @@ def require(module: str, tracker: str):
     except ImportError:
         package = TRACKERS[tracker][1]
         raise CnnlabError(f"--log {tracker} needs the {package} package: pip install {package}") from None
+
+
+def run_settings(run_path: str | Path | None, given: dict) -> dict:
+    """``given`` updated with the run's config.json (what was built, where it ran) when there is one.
+
+    Read directly, not with Run.record: under torchrun that waits for every process, and only process 0 tracks.
+    """
+    try:
+        return {**given, **read_json_file(Path(run_path) / CONFIG_FILE, dict)} if run_path is not None else given
+    except CnnlabError:
+        return given
 
 
 def epoch_metrics(logs: dict, optimizer) -> dict[str, float]:
@@ -172,7 +183,7 @@ class MlflowLogger(Tracker):
         found = self.client.get_experiment_by_name(self.experiment)
         experiment_id = found.experiment_id if found else self.client.create_experiment(self.experiment)
         self.run_id = self.client.create_run(experiment_id, run_name=Path(run).name if run else None).info.run_id
-        settings = Run(run).record() if run is not None else asdict(self.state.config)
+        settings = run_settings(run, asdict(self.state.config))
         params = [Param(key, str(value)) for key, value in flatten(settings).items()]
         self.client.log_batch(self.run_id, params=params)
 
@@ -211,7 +222,7 @@ def tracker_callbacks(names, run_path: str | Path, config) -> list[Tracker]:
     if not distributed.is_main():
         return []
     run_path = Path(run_path)
-    settings = asdict(config) if is_dataclass(config) else dict(config)
+    settings = run_settings(run_path, asdict(config) if is_dataclass(config) else dict(config))
     makers = {
         "tensorboard": lambda: TensorBoardLogger(run_path / "tensorboard"),
         "wandb": lambda: WandbLogger("cnnlab", settings, dir=run_path),
