@@ -54,11 +54,15 @@ def new_run(tmp_path) -> Run:
     return run
 
 
+generator = np.random.default_rng(0)
+IMAGES = generator.integers(0, 256, size=(80, 8, 8, 1), dtype=np.uint8)  # 64 to train on, 16 to validate
+LABELS = generator.integers(0, 10, size=80).astype(np.int64)
+CLASSES = [str(digit) for digit in range(10)]
+
+
 def fit_with(trackers, run: Run) -> list[dict]:
     """Two epochs of a small CNN on 64 random 8x8 pictures, then the run's last files and ``finish``."""
-    generator = np.random.default_rng(0)
-    images = generator.integers(0, 256, size=(80, 8, 8, 1), dtype=np.uint8)
-    labels = generator.integers(0, 10, size=80).astype(np.int64)
+    images, labels = IMAGES, LABELS
     model = parse_model("conv(4,3)-relu-flatten-dense(10,softmax)", input_shape=(8, 8, 1))
     history = fit(
         model,
@@ -69,7 +73,7 @@ def fit_with(trackers, run: Run) -> list[dict]:
         verbose=False,
         callbacks=trackers,
     )
-    run.write_metrics(TEST | {"per_class_accuracy": [0.875] * 10}, [str(digit) for digit in range(10)])
+    run.write_metrics(TEST | {"per_class_accuracy": [0.875] * 10}, CLASSES)
     (run.path / "checkpoint.safetensors").write_bytes(b"resumes training")
     for tracker in trackers:
         tracker.finish(TEST)
@@ -104,7 +108,8 @@ def test_tensorboard_event_files_hold_the_epochs_the_summary_and_the_test(tmp_pa
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     run = new_run(tmp_path)
-    (tracker,) = tracker_callbacks(["tensorboard"], run.path, TrainConfig())
+    samples = (IMAGES[64:], LABELS[64:], CLASSES)
+    (tracker,) = tracker_callbacks(["tensorboard"], run.path, TrainConfig(), samples=samples)
     history = fit_with([tracker], run)
     events = EventAccumulator(str(run.path / "tensorboard"))
     events.Reload()
@@ -118,6 +123,9 @@ def test_tensorboard_event_files_hold_the_epochs_the_summary_and_the_test(tmp_pa
     summary = text.tensor_proto.string_val[0].decode()
     assert summary.startswith('    Model: "custom"')  # indented: TensorBoard's Markdown keeps it a table
     assert "    Total params: 1,490" in summary  # 4·3·3 + 4 (the Conv2D), 6·6·4·10 + 10 (the Dense)
+    grids = events.Images("predictions")
+    assert [grid.step for grid in grids] == [1, 2]
+    assert grids[0].encoded_image_string.startswith(b"\x89PNG") and (grids[0].width, grids[0].height) == (560, 600)
 
 
 def wandb_records(path) -> list:

@@ -80,13 +80,21 @@ class Tracker(Callback):
     def _finish(self, test: dict[str, float]) -> None: ...
 
 
+SAMPLES = 16  # pictures in TensorBoard's predictions grid: 4 x 4 stays legible
+
+
 class TensorBoardLogger(Tracker):
-    """TensorBoard event files in ``log_dir``: a scalar per metric per epoch, and the model summary as text."""
+    """TensorBoard event files in ``log_dir``: a scalar per metric per epoch, the model summary as text, and
+    with ``samples`` a grid of predictions per epoch.
+
+    ``samples``: (images uint8 (N, H, W, C), labels (N,), class names), e.g. the validation data; the first 16
+    are drawn, each titled with the model's prediction (and the true class when it is wrong).
+    """
 
     writer = None
 
-    def __init__(self, log_dir: str | Path):
-        self.log_dir = Path(log_dir)
+    def __init__(self, log_dir: str | Path, samples=None):
+        self.log_dir, self.samples = Path(log_dir), samples
         self.tensorboard = require("torch.utils.tensorboard", "tensorboard")
         self.step = 0  # the last epoch logged (from 1): the test metrics are drawn at it
 
@@ -102,7 +110,24 @@ class TensorBoardLogger(Tracker):
         self.step = epoch + 1
         for key, value in epoch_metrics(logs, self.state.optimizer).items():
             self.writer.add_scalar(key, value, self.step)
+        if self.samples is not None:
+            self.writer.add_figure("predictions", self._predictions(), self.step)
         self.writer.flush()  # TensorBoard shows each epoch as it ends
+
+    def _predictions(self):
+        import torch
+
+        from cnnlab.lab.plots import sample_grid
+        from cnnlab.training.evaluate import predict_logits
+
+        images, labels, class_names = self.samples
+        images = torch.as_tensor(images[:SAMPLES])
+        logits = predict_logits(self.model, images.to(self.state.device), precision=self.state.config.precision)
+        titles = [
+            class_names[guess] if guess == truth else f"{class_names[guess]} (true {class_names[truth]})"
+            for guess, truth in zip(logits.argmax(1).tolist(), torch.as_tensor(labels[:SAMPLES]).tolist())
+        ]
+        return sample_grid(images.cpu().numpy(), range(len(titles)), titles)  # each picture titled by its own
 
     def _finish(self, test):
         if self.writer is not None:
@@ -210,11 +235,12 @@ class MlflowLogger(Tracker):
         self.client.set_terminated(self.run_id)
 
 
-def tracker_callbacks(names, run_path: str | Path, config) -> list[Tracker]:
+def tracker_callbacks(names, run_path: str | Path, config, samples=None) -> list[Tracker]:
     """The trackers ``--log`` names (each once), for the run at ``run_path`` made with ``config``.
 
-    ``config``: the TrainConfig (or its dict). Call each tracker's ``finish(test)`` once the run folder is
-    complete. Under torchrun, processes other than 0 get none.
+    ``config``: the TrainConfig (or its dict); ``samples``: pictures for TensorBoard's predictions grid (see
+    TensorBoardLogger). Call each tracker's ``finish(test)`` once the run folder is complete. Under torchrun,
+    processes other than 0 get none.
     """
     unknown = [name for name in names if name not in TRACKERS]
     if unknown:
@@ -224,7 +250,7 @@ def tracker_callbacks(names, run_path: str | Path, config) -> list[Tracker]:
     run_path = Path(run_path)
     settings = run_settings(run_path, asdict(config) if is_dataclass(config) else dict(config))
     makers = {
-        "tensorboard": lambda: TensorBoardLogger(run_path / "tensorboard"),
+        "tensorboard": lambda: TensorBoardLogger(run_path / "tensorboard", samples),
         "wandb": lambda: WandbLogger("cnnlab", settings, dir=run_path),
         "mlflow": lambda: MlflowLogger(),
     }
