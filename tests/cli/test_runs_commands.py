@@ -141,3 +141,10 @@ def test_compare_of_runs_written_by_hand_prints_their_differences(run_cli, tmp_p
         f"wrote {out}",
     ]
     assert png_size(out) == (1200, 450)
+
+
+def test_the_sort_help_names_every_column(run_cli):
+    from cnnlab.training.runs_table import SORT_KEYS
+
+    help_text = " ".join(run_cli("runs", "--help").out.split())
+    assert ", ".join(SORT_KEYS[:-1]) + f" or {SORT_KEYS[-1]}" in help_text
