@@ -27,11 +27,7 @@ from cnnlab.training.checkpoint import FILE as CHECKPOINT_FILE
 from cnnlab.training.run import CONFIG_FILE
 from cnnlab.training.runs_table import flatten, read_json_file
 
-TRACKERS = {  # --log NAME: what it writes, and the package it needs
-    "tensorboard": ("TensorBoard event files in RUN/tensorboard", "tensorboard"),
-    "wandb": ("a Weights & Biases run (offline in RUN/wandb without an API key)", "wandb"),
-    "mlflow": ("an MLflow run in the local store mlruns/ beside the run folder", "mlflow-skinny"),
-}
+TRACKERS = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow-skinny"}  # --log NAME: its package
 
 
 def require(module: str, tracker: str):
@@ -39,7 +35,7 @@ def require(module: str, tracker: str):
     try:
         return importlib.import_module(module)
     except ImportError:
-        package = TRACKERS[tracker][1]
+        package = TRACKERS[tracker]
         raise CnnlabError(f"--log {tracker} needs the {package} package: pip install {package}") from None
 
 
@@ -188,7 +184,7 @@ class MlflowLogger(Tracker):
     client = run_id = None
 
     def __init__(self, tracking_uri: str | None = None, experiment: str = "cnnlab"):
-        self.mlflow = require("mlflow", "mlflow")
+        require("mlflow.tracking", "mlflow")  # here, before training, when it is missing
         self.tracking_uri, self.experiment = tracking_uri, experiment
         self.step = 0  # the last epoch logged (from 1)
 
