@@ -128,6 +128,10 @@ def test_compare_needs_two_runs_with_histories(run_cli, tmp_path):
     assert result.code == 2 and "give at least two runs to compare" in result.err
     result = run_cli("compare", one, write_run(tmp_path, "fresh"), "--out", tmp_path / "c.png")
     assert (result.code, result.err) == (1, f"cnnlab: error: {tmp_path}/fresh/history.json: missing\n")
+    (tmp_path / "fresh" / "history.json").write_text("[")
+    result = run_cli("compare", one, tmp_path / "fresh", "--out", tmp_path / "c.png")
+    assert (result.code, result.err) == (1, f"cnnlab: error: {tmp_path}/fresh/history.json: not valid JSON\n")
+    assert not (tmp_path / "c.png").exists()
 
 
 def test_compare_of_runs_written_by_hand_prints_their_differences(run_cli, tmp_path):

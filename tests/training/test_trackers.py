@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import socket
 import struct
 
 import numpy as np
@@ -37,7 +38,18 @@ def need(module: str):
 
 @pytest.fixture(autouse=True)
 def no_network(monkeypatch, tmp_path):
-    """Nothing leaves the machine: wandb offline with no key and no error reports, no MLflow telemetry."""
+    """Nothing leaves the machine: wandb offline with no key and no error reports, no MLflow telemetry; and a
+    connection from this process to anywhere but this machine is refused, and fails the test."""
+    attempts = []
+    connect = socket.socket.connect
+
+    def local_only(self, address):
+        if self.family in (socket.AF_INET, socket.AF_INET6) and address[0] not in ("127.0.0.1", "::1", "localhost"):
+            attempts.append(address)
+            raise OSError(f"the tests reach no network: {address}")
+        return connect(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", local_only)
     for name in ("WANDB_API_KEY", "WANDB_BASE_URL", "MLFLOW_TRACKING_URI"):
         monkeypatch.delenv(name, raising=False)
     settings = {"WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_ERROR_REPORTING": "false"}
@@ -45,6 +57,8 @@ def no_network(monkeypatch, tmp_path):
     settings |= {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1"}
     for name, value in settings.items():
         monkeypatch.setenv(name, value)
+    yield
+    assert attempts == []
 
 
 def new_run(tmp_path) -> Run:
