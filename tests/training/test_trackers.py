@@ -201,11 +201,13 @@ def test_a_wandb_run_offline_holds_the_config_the_epochs_and_the_summary(tmp_pat
     assert (summary["test_accuracy"], summary["test_loss"]) == (0.875, 0.5)
     assert summary["val_accuracy"] == pytest.approx(history[-1]["val_accuracy"])  # the last epoch's
     hint = f"cnnlab: the wandb run is offline in {file.parent}; upload it with: wandb sync {file.parent}\n"
-    assert capsys.readouterr().err == hint
+    printed = capsys.readouterr().err
+    assert hint in printed and printed.count("wandb sync") == 1, printed  # wandb's own warnings may come too
 
     again = Run.new(tmp_path / "runs" / "again")  # a second run in the process: no second hint
     fit_with([WandbLogger("cnnlab", {"lr": 0.002}, dir=again.path)], again)
-    assert capsys.readouterr().err == ""
+    printed = capsys.readouterr().err
+    assert "wandb sync" not in printed, printed
 
 
 def test_wandb_is_offline_without_an_api_key_unless_told(monkeypatch):
