@@ -166,6 +166,9 @@ class WandbLogger(Tracker):
         self.run.summary.update(test)
         sync_dir = self.run.settings.sync_dir
         self.run.finish()
+        # finish returns before wandb's service has written the run's file; teardown waits for it (wandb's own
+        # atexit hook would too, but cnnlab's command ends with os._exit)
+        self.wandb.teardown()
         if self.mode == "offline" and not WandbLogger.hinted:
             WandbLogger.hinted = True
             print(
