@@ -243,3 +243,8 @@ PRECISIONS = {  # Keras's dtype-policy names
     "mixed_bfloat16": "matrix products in bfloat16, weights in float32",
 }
 DEVICES = ("auto", "cpu", "cuda")
+TRACKERS = {  # --log NAME -> the package it needs
+    "tensorboard": "tensorboard",
+    "wandb": "wandb",
+    "mlflow": "mlflow-skinny",
+}

@@ -103,6 +103,14 @@ def summary(model: str, input_shape: str | None, as_json: bool) -> None:
     metavar="RUN",
     help="Carry on an interrupted run from its last checkpoint (with --epochs: train longer).",
 )
+@click.option(
+    "--log",
+    "trackers",
+    multiple=True,
+    type=click.Choice(list(names.TRACKERS)),
+    help="Also track the run: tensorboard (event files in RUN/tensorboard), wandb (offline in RUN/wandb without "
+    "an API key) or mlflow (a local store, mlruns/ beside the run folder). Repeatable.",
+)
 @click.option("--quiet", is_flag=True, help="Print only the last line.")
 def train(**options) -> None:
     """Train a model and save the run: config, history, curves, model and test metrics.
@@ -124,6 +132,7 @@ def _train(options: dict, curves) -> None:
     from cnnlab.training.train import train as run_training
 
     resume, quiet, recipe = options.pop("resume"), options.pop("quiet"), options.pop("recipe")
+    trackers = options.pop("trackers")
     options["data_dir"] = options["data_dir"] and str(options["data_dir"])
     if recipe:
         from click.core import ParameterSource
@@ -142,7 +151,7 @@ def _train(options: dict, curves) -> None:
     else:
         config = TrainConfig(**options)
     try:
-        result = run_training(config, resume=resume, verbose=not quiet, curves=curves)
+        result = run_training(config, resume=resume, verbose=not quiet, curves=curves, trackers=trackers)
     except TrainingInterrupted as stop:
         where = f"; resume with: {launch_command()} train --resume {stop.run}" if stop.run else ""
         if is_main():

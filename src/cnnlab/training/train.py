@@ -28,6 +28,7 @@ from cnnlab.training.config import TrainConfig
 from cnnlab.training.evaluate import evaluate
 from cnnlab.training.loop import fit, split_validation
 from cnnlab.training.run import CURVES_FILE, Run, RunFiles
+from cnnlab.training.trackers import tracker_callbacks
 
 
 def seed_everything(seed: int) -> None:
@@ -72,11 +73,13 @@ def _resumed_config(run: Run, given: TrainConfig) -> TrainConfig:
     return saved
 
 
-def train(config: TrainConfig, resume: str | Path | None = None, verbose: bool = True, curves=None) -> RunResult:
+def train(
+    config: TrainConfig, resume: str | Path | None = None, verbose: bool = True, curves=None, trackers=()
+) -> RunResult:
     """A whole run: data, model, fit with checkpoints, test metrics, and the run folder.
 
     ``curves``: a helper process started earlier draws curves.png (the CLI's, see cnnlab.lab.plots);
-    None draws it here.
+    None draws it here. ``trackers``: names of ``cnnlab.names.TRACKERS`` (``--log``) that also track the run.
     """
     config.check()
     with distributed.process_group(resolve_device(config.device)) as device:
@@ -114,6 +117,9 @@ def train(config: TrainConfig, resume: str | Path | None = None, verbose: bool =
             validation = (dataset.x_test, dataset.y_test)
         else:
             train_data, validation = split_validation(*train_data, config.validation_split)
+        # trackers live in process 0 only; TensorBoard's grid of predictions shows validation pictures
+        samples = (*(validation or train_data), dataset.class_names)
+        tracking = tracker_callbacks(trackers, run.path, config, samples=samples)
         with StopOnSignal() as stop:
             history = fit(
                 model,
@@ -125,7 +131,7 @@ def train(config: TrainConfig, resume: str | Path | None = None, verbose: bool =
                 device=device,
                 run=run.path,
                 verbose=verbose,
-                callbacks=[Checkpoint(run.path), RunFiles(run), stop],
+                callbacks=[Checkpoint(run.path), RunFiles(run), stop, *tracking],
             )
         test = evaluate(
             model,
@@ -141,4 +147,6 @@ def train(config: TrainConfig, resume: str | Path | None = None, verbose: bool =
 
         draw = curves.draw if curves is not None else history_figure
         draw(history, out=run.path / CURVES_FILE, title=f"{model.name} on {config.dataset}")
+        for tracker in tracking:  # the run folder is complete: test metrics, model files
+            tracker.finish(test)
     return RunResult(run.path, history, test, model)
