@@ -319,3 +319,16 @@ def test_a_nan_in_epoch_two_keeps_epoch_one_checkpoint(tmp_path, run_cli, monkey
     progress = load_checkpoint(tmp_path / "runs" / "new", model, make_optimizer(model, TrainConfig()))
     assert (progress.epoch, progress.step, len(progress.history)) == (1, 0, 1)
     assert all(torch.isfinite(weight).all() for weight in model.parameters())
+
+
+def test_a_config_json_that_is_not_text_is_one_line(run_cli, trained_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    (run / "config.json").write_bytes(b"\xff\xfe\x00garbage")
+    result = run_cli("evaluate", run)
+    assert (
+        result.code == 1
+        and result.err == f"cnnlab: error: {run / 'config.json'}: not valid JSON; the run folder is damaged\n"
+    )

@@ -78,7 +78,7 @@ class Run:
 
         try:
             record = json.loads(distributed.from_main(read))
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, UnicodeDecodeError):  # not JSON, or not even text
             record = None
         if required and not (isinstance(record, dict) and isinstance(record.get("epochs"), int)):
             raise CnnlabError(f"{file}: damaged (not the settings of a cnnlab run); start a new run")
