@@ -12,7 +12,6 @@ the step crop). Prints the median, the 90th percentile and the largest, and the 
 from __future__ import annotations
 
 import argparse
-import socket
 import statistics
 import subprocess
 import sys
@@ -21,8 +20,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import httpx
+from load_test import HOST, free_port, wait_until_serving  # the server helpers beside this script
 
-HOST = "127.0.0.1"
 WARM_UP = 5  # requests per setting not counted: the first ones pay for imports and caches
 STEP = {"top": 179, "left": 230, "size": 8}  # the page sends its step crop with every request
 SETTINGS = {  # name -> the body the page sends
@@ -44,16 +43,10 @@ SETTINGS = {  # name -> the body the page sends
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return probe.getsockname()[1]
-
-
 @contextmanager
 def running_lab() -> Iterator[str]:
     """``cnnlab lab`` in a child process until the block ends; its URL."""
-    port = _free_port()
+    port = free_port()
     child = subprocess.Popen(
         [sys.executable, "-m", "cnnlab", "lab", "--host", HOST, "--port", str(port)],
         stdout=subprocess.DEVNULL,
@@ -61,16 +54,9 @@ def running_lab() -> Iterator[str]:
     )
     url = f"http://{HOST}:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{url}/api/lab/pictures", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if child.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the lab did not start: {child.stderr.read().decode()[-2000:]}")
-            time.sleep(0.2)
+        wait_until_serving(
+            f"{url}/api/lab/pictures", child, lambda: f"the lab did not start: {child.stderr.read().decode()[-2000:]}"
+        )
         yield url
     finally:
         child.terminate()
@@ -99,7 +85,7 @@ def main() -> None:
         print(f"{'setting':38} {'median':>8} {'p90':>8} {'max':>8} {'answer':>9}")
         for name, body in SETTINGS.items():
             timings, size = round_trips(client, url, body, arguments.requests)
-            p90 = statistics.quantiles(timings, n=10)[-1]
+            p90 = statistics.quantiles(timings, n=10, method="inclusive")[-1]  # within the timings measured
             print(
                 f"{name:38} {statistics.median(timings):6.1f}ms {p90:6.1f}ms {max(timings):6.1f}ms "
                 f"{size / 1000:6.0f} kB"

@@ -44,16 +44,30 @@ class Server:
     port: int
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind((HOST, 0))
         return probe.getsockname()[1]
 
 
+def wait_until_serving(url: str, child: subprocess.Popen, failure, seconds: float = 120) -> None:
+    """Poll ``url`` until it answers 200; ``failure()`` says why when ``child`` exits or ``seconds`` pass."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            if httpx.get(url, timeout=5).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if child.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(failure())
+        time.sleep(0.2)
+
+
 @contextmanager
 def running_server(run: Path, log: Path) -> Iterator[Server]:
     """``cnnlab serve RUN`` in a child process until the block ends; its log (one line a request) goes to ``log``."""
-    port = _free_port()
+    port = free_port()
     with open(log, "wb") as output:
         child = subprocess.Popen(
             [
@@ -74,16 +88,7 @@ def running_server(run: Path, log: Path) -> Iterator[Server]:
         )
     url = f"http://{HOST}:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{url}/api/model", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if child.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the server did not start:\n{log.read_text()[-2000:]}")
-            time.sleep(0.2)
+        wait_until_serving(f"{url}/api/model", child, lambda: f"the server did not start:\n{log.read_text()[-2000:]}")
         yield Server(url, child.pid, port)
     finally:
         child.terminate()
