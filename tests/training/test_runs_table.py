@@ -40,7 +40,7 @@ def test_folders_that_are_not_runs_are_skipped(tmp_path):
     [
         (b"{", "damaged (not the settings of a cnnlab run); start a new run"),
         (b"[1, 2]", "damaged (not the settings of a cnnlab run); start a new run"),
-        (b"\xff\xfe{}", "not UTF-8 text; the run folder is damaged"),
+        (b"\xff\xfe{}", "damaged (not the settings of a cnnlab run); start a new run"),  # not even text
     ],
 )
 def test_a_damaged_run_shows_what_it_can_and_its_problems(tmp_path, damage, problem):

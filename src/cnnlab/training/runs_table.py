@@ -80,8 +80,6 @@ def read_row(path: str | Path) -> RunRow:
         row.epochs, row.parameters = record.get("epochs"), _number(built.get("parameters"))
     except CnnlabError as problem:
         row.problems.append(str(problem))
-    except UnicodeDecodeError:  # Run.record reads text and lets this one through
-        row.problems.append(f"{run.path / CONFIG_FILE}: not UTF-8 text; the run folder is damaged")
     try:
         history = read_history(run)
         row.epochs = len(history)
