@@ -45,10 +45,12 @@ _EXPORTS = {
     "save": "cnnlab.nn.modelio",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = sorted([*_EXPORTS, "config"])
 
 
 def __getattr__(name: str):
+    if name == "config":  # the script's settings (--config FILE, --set KEY=VALUE), see cnnlab.training.settings
+        return importlib.import_module("cnnlab.training.settings").script_config()
     if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'cnnlab' has no attribute {name!r}")

@@ -29,9 +29,31 @@ class ModelCard:
     course_epochs: int = 2
     course_batch_size: int = 128
     course_accuracy: float | None = None  # test accuracy the course reports
+    # hyper-parameters the spec leaves open ({name} in it) -> the course's values; `--set NAME=VALUE` changes them
+    options: dict = field(default_factory=dict)
+
+    def spec_line(self, options: dict | None = None) -> str:
+        """The one-line spec with the course's hyper-parameters, or those in ``options``."""
+        return self.spec.format(**{**self.options, **(options or {})})
+
+    def option_problem(self, key: str, value) -> str | None:
+        """What is wrong with hyper-parameter ``key=value`` for this model (None: nothing)."""
+        if key not in self.options:
+            have = f"{self.name}'s are {', '.join(self.options)}" if self.options else f"{self.name} has none"
+            return f"not a hyper-parameter of {self.name} ({have})"
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if isinstance(self.options[key], int):  # sizes: whole and positive
+            if not (number and isinstance(value, int) and value >= 1):
+                return f"must be a positive integer. Received: {key}={value!r}"
+        elif not (number and 0 <= value < 1):  # rates
+            return f"must be a number in [0, 1). Received: {key}={value!r}"
+        return None
 
 
 _MNIST = "input(28,28,1)"
+# the W&B lesson's config names: the first convolution's kernel (width, height) and the Dense layer's units
+_CONV = "conv(32,{first_layer_conv_height}x{first_layer_conv_width}"
+_LESSON = {"first_layer_conv_width": 3, "first_layer_conv_height": 3, "dense_layer_size": 128}
 MODEL_CARDS = {
     card.name: card
     for card in [
@@ -44,29 +66,35 @@ MODEL_CARDS = {
         ),
         ModelCard(
             "cnn",
-            f"{_MNIST}-conv(32,3)-maxpool(2)-relu-flatten-dense(128,relu)-dense(10,softmax)",
+            f"{_MNIST}-{_CONV})-maxpool(2)-relu-flatten-dense({{dense_layer_size}},relu)-dense(10,softmax)",
             "the course's first CNN",
             course_accuracy=0.9752,
+            options=_LESSON,
         ),
         ModelCard(
             "cnn2",
-            f"{_MNIST}-conv(32,3,relu)-maxpool(2)-conv(64,3,relu)-maxpool(2)-flatten-dense(128,relu)-dense(10,softmax)",
+            f"{_MNIST}-{_CONV},relu)-maxpool(2)-conv(64,3,relu)-maxpool(2)-flatten-dense({{dense_layer_size}},relu)"
+            "-dense(10,softmax)",
             "two conv layers: fewer parameters, better (exercise 1)",
             course_accuracy=0.9824,
+            options=_LESSON,
         ),
         ModelCard(
             "cnn-dropout",
-            f"{_MNIST}-conv(32,3)-maxpool(2)-relu-flatten-dropout(0.4)-dense(128,relu)-dropout(0.4)-dense(10,softmax)",
+            f"{_MNIST}-{_CONV})-maxpool(2)-relu-flatten-dropout({{dropout}})-dense({{dense_layer_size}},relu)"
+            "-dropout({dropout})-dense(10,softmax)",
             "the first CNN with dropout 0.4 before each Dense",
             course_accuracy=0.98,
+            options={**_LESSON, "dropout": 0.4},
         ),
         ModelCard(
             "cnn-deep",
-            f"{_MNIST}-conv(32,3,relu)-conv(32,3,relu)-maxpool(2)-conv(64,3,relu)-conv(64,3,relu)"
-            "-maxpool(2)-flatten-dropout(0.4)-dense(128,relu)-dropout(0.4)-dense(10,softmax)",
+            f"{_MNIST}-{_CONV},relu)-conv(32,3,relu)-maxpool(2)-conv(64,3,relu)-conv(64,3,relu)"
+            "-maxpool(2)-flatten-dropout({dropout})-dense({dense_layer_size},relu)-dropout({dropout})-dense(10,softmax)",
             "several conv layers, the course's ≈99% model",
             course_epochs=3,
             course_accuracy=0.99,
+            options={**_LESSON, "dropout": 0.4},
         ),
         ModelCard(
             "cifar-cnn",

@@ -78,6 +78,22 @@ def summary(model: str, input_shape: str | None, as_json: bool) -> None:
     "--recipe",
     help="Start from a recipe's model and settings (see `cnnlab recipes`); the options given here override them.",
 )
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Settings from a YAML or JSON file (keys as these options, e.g. epochs: 5, batch_size: 64, or the "
+    "model's hyper-parameters); the options given here override them.",
+)
+@click.option(
+    "--set",
+    "assignments",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Set any train setting or a registry model's hyper-parameter, e.g. --set dense_layer_size=256 --set "
+    "first_layer_conv_width=5 (see `cnnlab models`); repeatable, wins over everything else.",
+)
 @click.option("--limit", type=int, help="Train on the first N training images only (quick experiments).")
 @click.option(
     "--seed",
@@ -126,30 +142,25 @@ def train(**options) -> None:
 
 
 def _train(options: dict, curves) -> None:
+    from click.core import ParameterSource
+
     from cnnlab.training.callbacks import TrainingInterrupted
-    from cnnlab.training.config import TrainConfig
     from cnnlab.training.distributed import is_main, launch_command
+    from cnnlab.training.settings import build_config, parse_assignments, read_settings
     from cnnlab.training.train import train as run_training
 
-    resume, quiet, recipe = options.pop("resume"), options.pop("quiet"), options.pop("recipe")
-    trackers = options.pop("trackers")
+    resume, quiet, trackers = options.pop("resume"), options.pop("quiet"), options.pop("trackers")
+    config_file, assignments = options.pop("config_file"), options.pop("assignments")
     options["data_dir"] = options["data_dir"] and str(options["data_dir"])
-    if recipe:
-        from click.core import ParameterSource
-
-        from cnnlab.training.recipes import recipe_config
-
-        context = click.get_current_context()
-        config = recipe_config(
-            recipe,
-            **{
-                key: value
-                for key, value in options.items()
-                if context.get_parameter_source(key) is not ParameterSource.DEFAULT
-            },
-        )
-    else:
-        config = TrainConfig(**options)
+    context = click.get_current_context()
+    given = {
+        key: value for key, value in options.items() if context.get_parameter_source(key) != ParameterSource.DEFAULT
+    }
+    config = build_config(  # later sources win; a recipe among them is the starting point
+        (config_file, read_settings(config_file) if config_file else {}),
+        ("option", given),
+        ("--set", parse_assignments(assignments)),
+    )
     try:
         result = run_training(config, resume=resume, verbose=not quiet, curves=curves, trackers=trackers)
     except TrainingInterrupted as stop:

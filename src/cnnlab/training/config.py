@@ -8,7 +8,7 @@ setting says (``limit``, ``validate_on_test``...) can be silently ignored by it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 from cnnlab import names
 from cnnlab.data.augment import parse_augment
@@ -82,11 +82,24 @@ class FitConfig:
         parse_augment(self.augment)
 
 
+def model_option_problem(model: str, key: str, value) -> str | None:
+    """What is wrong with hyper-parameter ``key=value`` of ``model`` (None: nothing)."""
+    card = names.MODEL_CARDS.get(model)
+    if card is None or key not in card.options:
+        with_options = ", ".join(name for name, each in names.MODEL_CARDS.items() if each.options)
+        if card is None:
+            return f"not a train setting, and {model!r} is not a registry model with options ({with_options})"
+        have = f"{model}'s are {', '.join(card.options)}" if card.options else f"models with some: {with_options}"
+        return f"not a train setting (see cnnlab train --help) nor a hyper-parameter of {model} ({have})"
+    return card.option_problem(key, value)
+
+
 @dataclass
 class TrainConfig(FitConfig):
     """A whole run (``cnnlab train``): the model and data, the run folder, and the fit settings above."""
 
     model: str = "cnn"  # a registry name, a .json spec or a one-line spec
+    model_options: dict = field(default_factory=dict)  # a registry model's hyper-parameters (--set NAME=VALUE)
     dataset: str = "mnist"
     data_dir: str | None = None
     image_size: int = 28  # folder datasets are resized to this
@@ -102,6 +115,10 @@ class TrainConfig(FitConfig):
         super().check()
         if self.limit is not None and self.limit < 2:
             raise CnnlabError(f"--limit must be at least 2. Received: {self.limit}")
+        for key, value in self.model_options.items():
+            problem = model_option_problem(self.model, key, value)
+            if problem:
+                raise CnnlabError(f"model option {key}: {problem}")
 
     def fit_config(self) -> FitConfig:
         """The settings of this run's fit. The validation split is the run's to make (see ``cnnlab.training.train``)."""

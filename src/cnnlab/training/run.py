@@ -104,7 +104,11 @@ class Run:
     def write_settings(self, config: TrainConfig, **facts) -> None:
         from dataclasses import asdict
 
-        write_json(self.path / CONFIG_FILE, {**asdict(config), "run": str(self.path), **facts})
+        try:  # a resumed run keeps the date it started (read here: only process 0 writes, see Run.record)
+            started = json.loads((self.path / CONFIG_FILE).read_text())["date"]
+        except (OSError, ValueError, KeyError, TypeError):
+            started = datetime.now().astimezone().isoformat(timespec="seconds")  # local time, with its UTC offset
+        write_json(self.path / CONFIG_FILE, {**asdict(config), "run": str(self.path), "date": started, **facts})
 
     # --- what training leaves ---------------------------------------------------------------------------
 

@@ -57,7 +57,9 @@ def prepare(config: TrainConfig):
     if dataset.skipped and distributed.is_main():  # a warning: shown even with --quiet
         print(f"cnnlab: {dataset.skipped_message()}", file=sys.stderr)
     classes = len(dataset.class_names)
-    model = parse_model(config.model, input_shape=tuple(dataset.x_train.shape[1:]), classes=classes)
+    model = parse_model(
+        config.model, input_shape=tuple(dataset.x_train.shape[1:]), classes=classes, options=config.model_options
+    )
     if model.output_shape != (classes,):
         raise CnnlabError(
             f"--model {config.model}: its output {model.output_shape} does not match the "
