@@ -67,3 +67,15 @@ def test_every_device_name_is_accepted_and_others_are_refused():
         TrainConfig(device=device).check()
     with pytest.raises(Exception, match="--device must be auto, cpu or cuda. Received: 'tpu'"):
         TrainConfig(device="tpu").check()
+
+
+@pytest.mark.parametrize("name", list(names.MODEL_CARDS))
+def test_every_hyper_parameter_of_a_model_is_in_its_spec_and_back(name):
+    import string
+
+    card = names.MODEL_CARDS[name]
+    holes = {field for _, field, _, _ in string.Formatter().parse(card.spec) if field}
+    assert holes == set(card.options)
+    for key, value in card.options.items():  # each one changes the model
+        changed = value * 2 if isinstance(value, int) else value / 2
+        assert create_model(name, options={key: changed}).to_spec() != create_model(name).to_spec()

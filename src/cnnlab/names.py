@@ -31,6 +31,7 @@ class ModelCard:
     course_accuracy: float | None = None  # test accuracy the course reports
     # hyper-parameters the spec leaves open ({name} in it) -> the course's values; `--set NAME=VALUE` changes them
     options: dict = field(default_factory=dict)
+    settings: dict = field(default_factory=dict)  # TrainConfig fields `cnnlab reproduce` adds where the course has none
 
     def spec_line(self, options: dict | None = None) -> str:
         """The one-line spec with the course's hyper-parameters, or those in ``options``."""

@@ -124,17 +124,28 @@ def test_summary_cli_gives_keras_totals(run_cli):
 
 
 @pytest.mark.slow
-def test_reproduce_prints_and_writes_the_table(run_cli, tmp_path):
+def test_reproduce_prints_the_mean_and_range_of_each_experiment(run_cli, tmp_path):
     result = run_cli(
-        "reproduce", "--models", "cnn,mlp", "--epochs", "1", "--limit", "1500", "--out-dir", tmp_path, "--quiet"
-    )
+        "reproduce", "--models", "cnn,mlp", "--epochs", "1", "--limit", "1500", "--seeds", "2",
+        "--out-dir", tmp_path, "--quiet",
+    )  # fmt: skip
     assert result.code == 0, result.err
     lines = result.out.splitlines()
-    assert lines[0] == "| experiment | epochs | course accuracy | cnnlab accuracy | parameters | seconds |"
-    assert lines[2].startswith("| cnn | 1 | 97.52% | ") and "| 693,962 |" in lines[2]
-    assert lines[3].startswith("| mlp | 1 | 97.94% | ") and "| 570,602 |" in lines[3]
+    assert lines[0] == (
+        "| experiment | settings | course accuracy | cnnlab mean of 2 seeds | range | parameters | seconds per run |"
+    )
     rows = json.loads((tmp_path / "reproduce.json").read_text())
-    assert [row["experiment"] for row in rows] == ["cnn", "mlp"]
+    assert [row["experiment"] for row in rows] == ["cnn", "mlp"] and [row["seeds"] for row in rows] == [[0, 1]] * 2
+    for row, line in zip(rows, lines[2:4]):
+        # each seed's own run folder holds the accuracy the table averages
+        tested = [
+            json.loads((tmp_path / f"{row['experiment']}-seed{seed}" / "metrics.json").read_text()) for seed in (0, 1)
+        ]
+        assert row["accuracies"] == [round(each["test_accuracy"], 4) for each in tested]
+        low, high = sorted(row["accuracies"])
+        assert f"| {sum(row['accuracies']) / 2:.2%} | {low:.2%}–{high:.2%} |" in line
+    assert lines[2].startswith("| cnn | 1 epoch, batch 128, rmsprop | 97.52% | ") and "| 693,962 |" in lines[2]
+    assert lines[3].startswith("| mlp | 1 epoch, batch 128, rmsprop | 97.94% | ") and "| 570,602 |" in lines[3]
     assert (tmp_path / "reproduce.md").read_text().splitlines()[:4] == lines[:4]
 
 

@@ -1,4 +1,4 @@
-"""Commands for the course's core workflow: summary, train, evaluate, reproduce."""
+"""Commands for the course's core workflow: models, summary, train, evaluate, reproduce."""
 
 from __future__ import annotations
 
@@ -39,6 +39,24 @@ def summary(model: str, input_shape: str | None, as_json: bool) -> None:
 
     counted = summarize(parse_model(model, parse_input_shape(input_shape)))
     click.echo(json.dumps(counted.to_dict(), indent=2) if as_json else format_summary(counted))
+
+
+@click.command()
+def models() -> None:
+    """The registry models: what each is, its parameters, the course's accuracy, and the hyper-parameters
+    `cnnlab train --set NAME=VALUE` changes."""
+    from cnnlab.nn.registry import create_model
+    from cnnlab.nn.summary import summarize
+
+    width = max(len(name) for name in names.MODEL_CARDS)
+    for name, card in names.MODEL_CARDS.items():
+        course = f", the course {card.course_accuracy:.2%}" if card.course_accuracy else ""
+        total = summarize(create_model(name)).total
+        click.echo(f"{name.ljust(width)}  {card.description}; {card.dataset}, {total:,} parameters{course}")
+        if card.options:
+            click.echo(
+                " " * (width + 2) + "options: " + ", ".join(f"{key}={value}" for key, value in card.options.items())
+            )
 
 
 @click.command()
@@ -237,11 +255,18 @@ def evaluate(run: str, dataset: str | None, data_dir: Path | None, with_report: 
 @click.option("--epochs", type=click.IntRange(min=1), help="Override the course's epochs (default: the course's).")
 @click.option("--limit", type=click.IntRange(min=2), help="Train on the first N images only (a quick look).")
 @click.option(
+    "--seeds",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="Train each experiment with seeds 0 to N-1 and report the mean and range.",
+)
+@click.option(
     "--out-dir", type=click.Path(file_okay=False), help="Where runs and the table go (default: runs/reproduce-TIME)."
 )
 @click.option("--quiet", is_flag=True, help="Print only the table.")
-def reproduce(models: str, epochs: int | None, limit: int | None, out_dir: str | None, quiet: bool) -> None:
-    """Run the course's experiments and print them beside the accuracies the course reports.
+def reproduce(models: str, epochs: int | None, limit: int | None, seeds: int, out_dir: str | None, quiet: bool) -> None:
+    """Run the course's experiments over several seeds and print them beside the accuracies the course reports.
 
     Writes the table as reproduce.md and reproduce.json next to the runs.
     """
@@ -255,9 +280,11 @@ def reproduce(models: str, epochs: int | None, limit: int | None, out_dir: str |
             f"unknown model(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(names.MODEL_CARDS)}",
             param_hint="--models",
         )
-    rows, out = run_experiments(chosen, out_dir=out_dir, epochs=epochs, limit=limit, verbose=not quiet)
+    rows, out = run_experiments(
+        chosen, out_dir=out_dir, epochs=epochs, limit=limit, seeds=range(seeds), verbose=not quiet
+    )
     click.echo(format_table(rows))
     click.echo(f"wrote {out / 'reproduce.md'} and {out / 'reproduce.json'}")
 
 
-COMMANDS = [summary, train, evaluate, reproduce]
+COMMANDS = [models, summary, train, evaluate, reproduce]
