@@ -117,8 +117,10 @@ def test_the_train_command_records_file_options_and_set_in_config_json(run_cli, 
     flat = 32 * 13 * 12  # 26×24 maps of the 3×5 kernel, pooled
     assert record["built"]["parameters"] == 32 * 15 + 32 + flat * 32 + 32 + 32 * 10 + 10
     assert record["date"][:4].isdigit() and "T" in record["date"]
-    # resuming keeps the settings and the date the run started with
+    # resuming keeps the settings; the run's config.json is a settings file for the same run again
     assert TrainConfig.from_record(record).model_options == record["model_options"]
+    again = build_config(("config.json", read_settings(tmp_path / "run" / "config.json")))
+    assert again == TrainConfig.from_record(record) and again.model_options == record["model_options"]
 
 
 def test_bad_settings_on_the_command_line_write_nothing(run_cli, tmp_path):

@@ -24,6 +24,8 @@ from cnnlab.training.checkpoint import FILE as CHECKPOINT_FILE
 from cnnlab.training.config import TrainConfig
 
 CONFIG_FILE, HISTORY_FILE, METRICS_FILE, CURVES_FILE = "config.json", "history.json", "metrics.json", "curves.png"
+# what config.json records beside the TrainConfig: facts about the run, not settings to train with
+FACTS = ("run", "date", "built", "data_source", "torch", "threads", "processes")
 
 
 class Run:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from cnnlab.errors import CnnlabError
 from cnnlab.training.config import TrainConfig, model_option_problem
+from cnnlab.training.run import FACTS
 
 # TrainConfig fields a settings file does not choose: where the run goes is the command's
 _NOT_SETTINGS = {"model_options"}
@@ -127,6 +128,8 @@ def build_config(*sources: tuple[str, dict]) -> TrainConfig:
     for origin, settings in sources:
         for raw_key, value in settings.items():
             key = raw_key.replace("-", "_")
+            if key in FACTS:  # a run's config.json as a settings file: its facts are not settings
+                continue
             if key == "model_options" and isinstance(value, dict):  # config.json's own form
                 options.update({name: (each, origin) for name, each in value.items()})
             elif key in kinds:
