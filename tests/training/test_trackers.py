@@ -6,14 +6,12 @@ Weights & Biases runs offline only, MLflow keeps a local file store, and both ha
 
 from __future__ import annotations
 
-import importlib
 import json
-import os
-import socket
-import struct
 
 import numpy as np
 import pytest
+from pngfiles import png_size
+from trackerfiles import need, no_network, wandb_records  # noqa: F401  (no_network: an autouse fixture)
 
 from cnnlab.errors import CnnlabError
 from cnnlab.nn.registry import parse_model
@@ -29,36 +27,6 @@ from cnnlab.training.trackers import (
 )
 
 TEST = {"loss": 0.5, "accuracy": 0.875}  # what train's test evaluation hands finish()
-
-
-def need(module: str):
-    """The tracker's package, or a skip when it is not installed (a failure in CI)."""
-    return importlib.import_module(module) if "CI" in os.environ else pytest.importorskip(module)
-
-
-@pytest.fixture(autouse=True)
-def no_network(monkeypatch, tmp_path):
-    """Nothing leaves the machine: wandb offline with no key and no error reports, no MLflow telemetry; and a
-    connection from this process to anywhere but this machine is refused, and fails the test."""
-    attempts = []
-    connect = socket.socket.connect
-
-    def local_only(self, address):
-        if self.family in (socket.AF_INET, socket.AF_INET6) and address[0] not in ("127.0.0.1", "::1", "localhost"):
-            attempts.append(address)
-            raise OSError(f"the tests reach no network: {address}")
-        return connect(self, address)
-
-    monkeypatch.setattr(socket.socket, "connect", local_only)
-    for name in ("WANDB_API_KEY", "WANDB_BASE_URL", "MLFLOW_TRACKING_URI"):
-        monkeypatch.delenv(name, raising=False)
-    settings = {"WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_ERROR_REPORTING": "false"}
-    settings |= {"WANDB_CONFIG_DIR": str(tmp_path / "wandb-config"), "WANDB_CACHE_DIR": str(tmp_path / "wandb-cache")}
-    settings |= {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1"}
-    for name, value in settings.items():
-        monkeypatch.setenv(name, value)
-    yield
-    assert attempts == []
 
 
 def new_run(tmp_path) -> Run:
@@ -140,33 +108,6 @@ def test_tensorboard_event_files_hold_the_epochs_the_summary_and_the_test(tmp_pa
     grids = events.Images("predictions")
     assert [grid.step for grid in grids] == [1, 2]
     assert grids[0].encoded_image_string.startswith(b"\x89PNG") and (grids[0].width, grids[0].height) == (560, 600)
-
-
-def wandb_records(path) -> list:
-    """The records of a .wandb file, parsed with wandb's own protobuf Record.
-
-    The file is LevelDB's log format, as wandb writes it: a 7-byte header (":W&B", 0xBEE1, version 0), then
-    32 KiB blocks of chunks, each a 4-byte checksum, a 2-byte length, a 1-byte type (1 whole, 2 first,
-    3 middle, 4 last), the data; a block's last 6 bytes or fewer are padding.
-    """
-    from wandb.proto import wandb_internal_pb2
-
-    data = path.read_bytes()
-    assert data[:7] == b":W&B" + struct.pack("<HB", 0xBEE1, 0)
-    records, pieces, at, block = [], b"", 7, 32768
-    while at + 7 <= len(data):
-        if block - at % block < 7:
-            at += block - at % block
-            continue
-        _, length, kind = struct.unpack("<IHB", data[at : at + 7])
-        pieces += data[at + 7 : at + 7 + length]
-        at += 7 + length
-        if kind in (1, 4):
-            record = wandb_internal_pb2.Record()
-            record.ParseFromString(pieces)
-            records.append(record)
-            pieces = b""
-    return records
 
 
 def test_a_wandb_run_offline_holds_the_config_the_epochs_and_the_summary(tmp_path, capsys, monkeypatch):
@@ -286,3 +227,26 @@ def test_cnnlab_train_log_tracks_the_whole_run(run_cli, tmp_path):
     assert [scalar.step for scalar in events.Scalars("val_accuracy")] == [1, 2]
     (test,) = events.Scalars("test_accuracy")
     assert f"{test.value:.4f}" == result.out.strip().removeprefix("test accuracy: ")
+
+
+def test_wandb_logs_captioned_sample_predictions_every_epoch(tmp_path):
+    need("wandb")
+    run = new_run(tmp_path)
+    samples = (IMAGES[64:], LABELS[64:], CLASSES)
+    fit_with([WandbLogger("cnnlab", {}, dir=run.path, samples=samples)], run)
+    (file,) = (run.path / "wandb").glob("offline-run-*/run-*.wandb")
+    epochs = [
+        {item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in record.history.item}
+        for record in wandb_records(file)
+        if record.WhichOneof("record_type") == "history"
+    ]
+    assert [epoch["epoch"] for epoch in epochs] == [1, 2]
+    for epoch in epochs:
+        captions = epoch["examples/captions"]
+        assert epoch["examples/count"] == len(captions) == 16
+        for caption, truth in zip(captions, LABELS[64:]):  # the guess, and the true class when it is wrong
+            guess, _, wrong = caption.partition(" (true ")
+            assert (wrong == "" and guess == str(truth)) or (wrong == f"{truth})" and guess != str(truth))
+        # the pictures themselves, as PNG files in the run's media folder
+        for name in epoch["examples/filenames"]:
+            assert png_size(file.parent / "files" / name) == (8, 8)

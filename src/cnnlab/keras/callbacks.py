@@ -7,6 +7,9 @@ with ``self.model.stop_training = True`` and reaches the learning rate as ``self
 
 ``LoopBridge`` is how these callbacks ride on ``cnnlab.training.loop.fit``: one loop callback that hands each
 hook on with Keras's logs (the compiled metrics, in Keras's order: accuracy, loss, val_accuracy, val_loss).
+
+The trackers (``TensorBoard``, ``WandbCallback``, ``MlflowCallback``) live in ``cnnlab.keras.tracking`` and are
+loaded from there when first named, so that these callbacks never import a tracker's package.
 """
 
 from __future__ import annotations
@@ -20,6 +23,17 @@ from pathlib import Path
 
 from cnnlab.keras.progress import REDRAW_SECONDS, bar_line, epoch_line, interactive
 from cnnlab.training import callbacks as loop_callbacks
+
+_TRACKERS = ("TensorBoard", "WandbCallback", "MlflowCallback")  # defined in cnnlab.keras.tracking
+
+
+def __getattr__(name: str):
+    if name in _TRACKERS:
+        import importlib
+
+        return getattr(importlib.import_module("cnnlab.keras.tracking"), name)
+    raise AttributeError(f"module 'cnnlab.keras.callbacks' has no attribute {name!r}")
+
 
 HOOKS = (
     "on_train_begin",
@@ -46,6 +60,11 @@ class LoopBridge(loop_callbacks.Callback):
     def __init__(self, callbacks: list[Callback], log_keys: dict[str, str]):
         self.callbacks = callbacks
         self.log_keys = log_keys  # Keras's key -> the loop's ('acc' -> 'accuracy'), in Keras's order
+
+    def set_state(self, state) -> None:  # the loop's state (optimizer, device, run) for every Keras callback too
+        super().set_state(state)
+        for callback in self.callbacks:
+            callback.set_state(state)
 
     def keras_logs(self, logs) -> dict:
         """Only the compiled metrics (the loop also reports accuracy and seconds), under Keras's names."""

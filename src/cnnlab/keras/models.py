@@ -295,6 +295,8 @@ class Sequential:
                 )
             callback.set_model(self)
             callback.set_params(params)
+            if getattr(callback, "validation_data", False) is None:  # a callback that asks for fit's (Keras 2's way)
+                callback.validation_data = validation
         bridge = LoopBridge(keras_callbacks, self._log_keys(validation is not None))
         progress = Progress(epoch=initial_epoch)
         torch_optimizer = self.optimizer.build(self.module)

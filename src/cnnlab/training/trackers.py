@@ -78,6 +78,23 @@ class Tracker(Callback):
 SAMPLES = 16  # pictures in TensorBoard's predictions grid: 4 x 4 stays legible
 
 
+def predicted_samples(model, samples, state, count: int = SAMPLES):
+    """The first ``count`` of ``samples`` (images uint8 (N, H, W, C), labels (N,), class names) and a title for
+    each: the model's guess, and the true class when the guess is wrong."""
+    import torch
+
+    from cnnlab.training.evaluate import predict_logits
+
+    images, labels, class_names = samples
+    images = torch.as_tensor(images[:count])
+    logits = predict_logits(model, images.to(state.device), precision=state.config.precision)
+    titles = [
+        class_names[guess] if guess == truth else f"{class_names[guess]} (true {class_names[truth]})"
+        for guess, truth in zip(logits.argmax(1).tolist(), torch.as_tensor(labels[:count]).tolist())
+    ]
+    return images.cpu().numpy(), titles
+
+
 class TensorBoardLogger(Tracker):
     """TensorBoard event files in ``log_dir``: a scalar per metric per epoch, the model summary as text, and
     with ``samples`` a grid of predictions per epoch.
@@ -110,19 +127,10 @@ class TensorBoardLogger(Tracker):
         self.writer.flush()  # TensorBoard shows each epoch as it ends
 
     def _predictions(self):
-        import torch
-
         from cnnlab.lab.plots import sample_grid
-        from cnnlab.training.evaluate import predict_logits
 
-        images, labels, class_names = self.samples
-        images = torch.as_tensor(images[:SAMPLES])
-        logits = predict_logits(self.model, images.to(self.state.device), precision=self.state.config.precision)
-        titles = [
-            class_names[guess] if guess == truth else f"{class_names[guess]} (true {class_names[truth]})"
-            for guess, truth in zip(logits.argmax(1).tolist(), torch.as_tensor(labels[:SAMPLES]).tolist())
-        ]
-        return sample_grid(images.cpu().numpy(), range(len(titles)), titles)  # each picture titled by its own
+        images, titles = predicted_samples(self.model, self.samples, self.state)
+        return sample_grid(images, range(len(titles)), titles)  # each picture titled by its own
 
     def _finish(self, test):
         if self.writer is not None:
@@ -132,7 +140,9 @@ class TensorBoardLogger(Tracker):
 
 
 class WandbLogger(Tracker):
-    """A Weights & Biases run: the config, per-epoch metrics, and a summary with the test metrics.
+    """A Weights & Biases run: the config, per-epoch metrics, and a summary with the test metrics; with
+    ``samples`` (as TensorBoardLogger's), every epoch logs ``examples``: the pictures, each captioned with the
+    model's guess (and the true class when it is wrong), as the lesson's ``WandbCallback(data_type="image")``.
 
     ``mode``: "online", "offline" or "disabled"; None: $WANDB_MODE, else online only with $WANDB_API_KEY set,
     offline otherwise (nothing leaves the machine; ``wandb sync`` uploads the run later, as printed once).
@@ -141,9 +151,11 @@ class WandbLogger(Tracker):
     run = None
     hinted = False  # the sync hint: once per process, however many runs
 
-    def __init__(self, project: str, config: dict, mode: str | None = None, dir: str | Path | None = None):
+    def __init__(
+        self, project: str, config: dict, mode: str | None = None, dir: str | Path | None = None, samples=None
+    ):
         self.wandb = require("wandb", "wandb")
-        self.project, self.config, self.dir = project, config, dir
+        self.project, self.config, self.dir, self.samples = project, config, dir, samples
         self.mode = mode or os.environ.get("WANDB_MODE") or ("online" if os.environ.get("WANDB_API_KEY") else "offline")
 
     def on_train_begin(self, logs=None):
@@ -157,7 +169,11 @@ class WandbLogger(Tracker):
         )
 
     def on_epoch_end(self, epoch, logs=None):
-        self.run.log({**epoch_metrics(logs, self.state.optimizer), "epoch": epoch + 1}, step=epoch + 1)
+        logged = {**epoch_metrics(logs, self.state.optimizer), "epoch": epoch + 1}
+        if self.samples is not None:
+            images, titles = predicted_samples(self.model, self.samples, self.state)
+            logged["examples"] = [self.wandb.Image(image, caption=title) for image, title in zip(images, titles)]
+        self.run.log(logged, step=epoch + 1)
 
     def _finish(self, test):
         if self.run is None:
@@ -236,9 +252,9 @@ class MlflowLogger(Tracker):
 def tracker_callbacks(names, run_path: str | Path, config, samples=None) -> list[Tracker]:
     """The trackers ``--log`` names (each once), for the run at ``run_path`` made with ``config``.
 
-    ``config``: the TrainConfig (or its dict); ``samples``: pictures for TensorBoard's predictions grid (see
-    TensorBoardLogger). Call each tracker's ``finish(test)`` once the run folder is complete. Under torchrun,
-    processes other than 0 get none.
+    ``config``: the TrainConfig (or its dict); ``samples``: pictures for TensorBoard's predictions grid and
+    W&B's examples (see TensorBoardLogger). Call each tracker's ``finish(test)`` once the run folder is complete.
+    Under torchrun, processes other than 0 get none.
     """
     unknown = [name for name in names if name not in TRACKERS]
     if unknown:
@@ -249,7 +265,7 @@ def tracker_callbacks(names, run_path: str | Path, config, samples=None) -> list
     settings = run_settings(run_path, asdict(config) if is_dataclass(config) else dict(config))
     makers = {
         "tensorboard": lambda: TensorBoardLogger(run_path / "tensorboard", samples),
-        "wandb": lambda: WandbLogger("cnnlab", settings, dir=run_path),
+        "wandb": lambda: WandbLogger("cnnlab", settings, dir=run_path, samples=samples),
         "mlflow": lambda: MlflowLogger(),
     }
     return [makers[name]() for name in dict.fromkeys(names)]
