@@ -96,6 +96,8 @@ MODEL_CARDS = {
             course_epochs=3,
             course_accuracy=0.99,
             options={**_LESSON, "dropout": 0.4},
+            # the course names no settings for it; 3 epochs at a constant rate end anywhere in 97.4-99.1% by seed
+            settings={"epochs": 5, "schedule": "onecycle"},
         ),
         ModelCard(
             "cifar-cnn",
