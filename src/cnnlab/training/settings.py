@@ -155,7 +155,7 @@ class Config(dict):
 
     ``cnnlab.config`` is one, filled from the script's own command line (``--config FILE``, ``--set KEY=VALUE``,
     other arguments left alone) and the ``CNNLAB_CONFIG`` (a file) and ``CNNLAB_SET`` (``key=value`` pairs,
-    separated by spaces) environment variables, which ``cnnlab sweep`` sets for a trial. ``setdefaults``
+    separated by spaces) environment variables (for a shell loop over settings or a job queue). ``setdefaults``
     fills in what those did not give, so the script's own values are the defaults::
 
         from cnnlab import config
