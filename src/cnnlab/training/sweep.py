@@ -15,6 +15,7 @@ trial's user attributes), so any worker can write the results: results.csv, resu
 from __future__ import annotations
 
 import inspect
+import json
 import math
 import os
 import socket
@@ -58,12 +59,18 @@ def storage(url: str, heartbeat: int = HEARTBEAT_SECONDS, grace: int = GRACE_SEC
     argument = (
         "heartbeat_stale_trial_callback" if "heartbeat_stale_trial_callback" in known else "failed_trial_callback"
     )
-    try:
-        return RDBStorage(
-            url, engine_kwargs=engine, heartbeat_interval=heartbeat, grace_period=grace, **{argument: requeue}
-        )
-    except Exception as problem:  # SQLAlchemy's errors: a bad URL, a missing driver, a server not there
-        raise CnnlabError(f"--storage {url}: cannot open the study storage ({str(problem).splitlines()[0]})") from None
+    for attempt in range(5):
+        try:
+            return RDBStorage(
+                url, engine_kwargs=engine, heartbeat_interval=heartbeat, grace_period=grace, **{argument: requeue}
+            )
+        except Exception as problem:  # SQLAlchemy's errors: a bad URL, a missing driver, a server not there
+            # two workers creating one new SQLite study at once: the second trips over the first's tables
+            if attempt < 4 and any(race in str(problem) for race in ("UNIQUE constraint failed", "already exists")):
+                time.sleep(0.5)
+                continue
+            reason = str(problem).splitlines()[0]
+            raise CnnlabError(f"--storage {url}: cannot open the study storage ({reason})") from None
 
 
 def requeue(study, trial) -> None:
@@ -90,7 +97,7 @@ def open_study(spec: SweepSpec, url: str, name: str, heartbeat=HEARTBEAT_SECONDS
         pruner=pruner,
         load_if_exists=True,
     )
-    identity = spec.identity()
+    identity = json.loads(json.dumps(spec.identity()))  # as the storage keeps it: lists, not tuples
     kept = study.user_attrs.get("sweep")
     if kept is None:
         study.set_user_attr("sweep", identity)  # two workers starting at once write the same value
