@@ -18,6 +18,7 @@ import inspect
 import json
 import math
 import os
+import re
 import socket
 import threading
 import time
@@ -32,6 +33,7 @@ from cnnlab.training.sweep_space import SweepSpec
 
 HEARTBEAT_SECONDS = 10  # a running trial's worker says it is alive this often
 GRACE_SECONDS = 60  # and is taken for dead after this long without a word (a busy 2-core machine is slow to say)
+NO_TRIALS = "give --trials N: how many trials to run in all (random and tpe searches have no end of their own)"
 
 
 def optuna():
@@ -70,7 +72,12 @@ def storage(url: str, heartbeat: int = HEARTBEAT_SECONDS, grace: int = GRACE_SEC
                 time.sleep(0.5)
                 continue
             reason = str(problem).splitlines()[0]
-            raise CnnlabError(f"--storage {url}: cannot open the study storage ({reason})") from None
+            raise CnnlabError(f"--storage {shown(url)}: cannot open the study storage ({reason})") from None
+
+
+def shown(url: str) -> str:
+    """A storage URL as messages print it: without its password."""
+    return re.sub(r"://([^:/@]+):[^@/]*@", r"://\1:***@", url)
 
 
 def requeue(study, trial) -> None:
@@ -104,7 +111,7 @@ def open_study(spec: SweepSpec, url: str, name: str, heartbeat=HEARTBEAT_SECONDS
     elif kept != identity:
         differs = next(key for key in identity if identity[key] != kept.get(key))
         raise CnnlabError(
-            f"{spec.path}: study {name!r} in {url} was made by a sweep with other {differs}; "
+            f"{spec.path}: study {name!r} in {shown(url)} was made by a sweep with other {differs}; "
             "give another --study or --out to start a new one"
         )
     return study
@@ -275,7 +282,7 @@ def trials_wanted(spec: SweepSpec, study, trials: int | None) -> int:
     if trials is None:
         trials = study.user_attrs.get("trials") or (len(spec.grid()) if spec.method == "grid" else None)
         if trials is None:
-            raise CnnlabError("give --trials N: how many trials to run (random and tpe search without end)")
+            raise CnnlabError(NO_TRIALS)
     if trials < 1:
         raise CnnlabError(f"--trials must be at least 1. Received: {trials}")
     if spec.method == "grid" and trials > len(spec.grid()):
@@ -295,6 +302,8 @@ def run_sweep(
 ) -> list:
     """Run this worker's share of the sweep's trials; return the rows of results (see sweep_results)."""
     out = Path(out)
+    if trials is None and spec.method != "grid" and url is None and not (out / "study.db").exists():
+        raise CnnlabError(NO_TRIALS)  # before anything is written: there is no study to remember a number
     out.mkdir(parents=True, exist_ok=True)
     url = url or f"sqlite:///{out.resolve() / 'study.db'}"
     study = open_study(spec, url, name or spec.path.stem, heartbeat, grace)
