@@ -115,3 +115,18 @@ def test_a_grid_sweep_prints_each_trial_the_table_and_the_best_and_resumes_with_
     assert again.code == 0 and again.out.splitlines() == lines[2:]
     quiet = run_cli("sweep", "--config", path, "--out", out, "--quiet")
     assert quiet.out.splitlines() == lines[5:6]
+
+
+def test_ctrl_c_says_how_to_resume_and_exits_130(run_cli, tmp_path, monkeypatch):
+    from cnnlab.training import train as training
+
+    def interrupted(config, **options):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "train", interrupted)
+    path = write_sweep(tmp_path, method="grid", parameters={"lr": [0.001]})
+    result = run_cli("sweep", "--config", path, "--out", tmp_path / "out")
+    assert (result.code, result.out) == (130, "")
+    assert result.err == "cnnlab: interrupted: trial 0 is queued again; run the same command to resume\n"
+    rows = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert [(row["trial"], row["state"], row["lr"]) for row in rows] == [(0, "failed", 0.001), (1, "waiting", 0.001)]

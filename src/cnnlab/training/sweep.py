@@ -151,6 +151,7 @@ def take(study):
     for queued in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
         try:  # False (or an error) when another worker took it first
             if study._storage.set_trial_state_values(queued._trial_id, state=TrialState.RUNNING):
+                study._storage.record_heartbeat(queued._trial_id)  # from now on, if this worker dies it shows
                 return queued
         except optuna().exceptions.UpdateFinishedTrialError:
             continue
@@ -166,10 +167,11 @@ class Heartbeat:
 
     def _beat(self) -> None:
         interval = self.storage.get_heartbeat_interval()
-        while True:
-            self.storage.record_heartbeat(self.trial_id)
-            if self.stopped.wait(interval):
-                return
+        while not self.stopped.wait(interval):  # take() gave the first beat
+            try:
+                self.storage.record_heartbeat(self.trial_id)
+            except Exception:  # a storage busy for a moment: the next beat, well within the grace period
+                pass
 
     def __enter__(self):
         self.thread.start()
@@ -208,34 +210,61 @@ class Outcome:
 
 
 def run_trial(study, spec: SweepSpec, queued, out: Path) -> Outcome:
-    """Run one taken trial to its end and tell the study how it went."""
+    """Run one taken trial to its end and tell the study how it went; Ctrl-C queues it again."""
+    started = time.perf_counter()
+    try:
+        with Heartbeat(study, queued._trial_id):
+            trial, params, result, pruned_at = _train_trial(study, spec, queued, out)
+            return _tell(study, spec, trial, params, result, pruned_at, time.perf_counter() - started)
+    except (KeyboardInterrupt, TrainingInterrupted):
+        TrialState = optuna().trial.TrialState
+        if study._storage.get_trial(queued._trial_id).state == TrialState.RUNNING:  # not told yet: queue it again
+            study._storage.set_trial_user_attr(queued._trial_id, "error", "interrupted")
+            requeue(study, study.tell(queued.number, state=TrialState.FAIL, skip_if_finished=True))
+        raise SweepInterrupted(queued.number) from None
+    except _TrialFailed as failed:
+        return Outcome(
+            queued.number, failed.params, "failed", None, time.perf_counter() - started, error=failed.message
+        )
+    except optuna().exceptions.UpdateFinishedTrialError:  # this worker was silent too long and taken for dead
+        message = f"taken for dead (no heartbeat for {study._storage.grace_period} s) and queued again"
+        return Outcome(queued.number, {}, "failed", None, time.perf_counter() - started, error=message)
+
+
+class _TrialFailed(Exception):
+    def __init__(self, params: dict, message: str):
+        self.params, self.message = params, message
+
+
+def _train_trial(study, spec: SweepSpec, queued, out: Path):
+    """Sample the trial's parameters and train it; a trial's own failure is told to the study here."""
     from cnnlab.training.train import train
 
-    TrialState = optuna().trial.TrialState
     study.sampler = sampler(spec, queued.number)
     trial = optuna().trial.Trial(study, queued._trial_id)
     params = {name: parameter.suggest(trial) for name, parameter in spec.parameters.items()}
     trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
-    config = spec.trial_config(
-        params, f"trial {trial.number}", runs_dir=str(out / "runs"), name=f"trial-{trial.number:03d}"
-    )
+    name = f"trial-{trial.number:03d}"
+    config = spec.trial_config(params, f"trial {trial.number}", runs_dir=str(out / "runs"), name=name)
+    trial.set_user_attr("run", str(Path(config.runs_dir) / config.name))
     pruning = Pruning(trial, spec.validation_metric) if spec.pruning else None
     started = time.perf_counter()
     try:
-        with Heartbeat(study, queued._trial_id):
-            trial.set_user_attr("run", str(Path(config.runs_dir) / config.name))
-            result = train(config, verbose=False, callbacks=[pruning] if pruning else [])
+        result = train(config, verbose=False, callbacks=[pruning] if pruning else [])
     except (KeyboardInterrupt, TrainingInterrupted):
-        trial.set_user_attr("error", "interrupted")
-        requeue(study, study.tell(trial, state=TrialState.FAIL))
-        raise SweepInterrupted(trial.number) from None
+        raise
     except Exception as problem:  # a trial's own failure (a diverged loss, a setting the model refuses)
         message = str(problem).splitlines()[0] if str(problem) else type(problem).__name__
         trial.set_user_attr("error", message)
         trial.set_user_attr("seconds", round(time.perf_counter() - started, 1))
-        study.tell(trial, state=TrialState.FAIL)
-        return Outcome(trial.number, params, "failed", None, time.perf_counter() - started, error=message)
-    seconds = time.perf_counter() - started
+        study.tell(trial, state=optuna().trial.TrialState.FAIL)
+        raise _TrialFailed(params, message) from None
+    return trial, params, result, pruning.pruned_at if pruning else None
+
+
+def _tell(study, spec: SweepSpec, trial, params: dict, result, pruned_at: int | None, seconds: float) -> Outcome:
+    """Keep what the trial measured in the study (user attributes), and finish it: complete, pruned or failed."""
+    TrialState = optuna().trial.TrialState
     value = measured(spec, result.history, result.test)
     for key, each in {
         "seconds": round(seconds, 1),
@@ -245,10 +274,10 @@ def run_trial(study, spec: SweepSpec, queued, out: Path) -> Outcome:
         spec.validation_metric: measured(spec, result.history, result.test, spec.validation_metric),
     }.items():
         trial.set_user_attr(key, each)
-    if pruning is not None and pruning.pruned_at is not None:
-        trial.set_user_attr("pruned_at", pruning.pruned_at)
+    if pruned_at is not None:
+        trial.set_user_attr("pruned_at", pruned_at)
         study.tell(trial, state=TrialState.PRUNED)
-        return Outcome(trial.number, params, "pruned", value, seconds, pruned_at=pruning.pruned_at)
+        return Outcome(trial.number, params, "pruned", value, seconds, pruned_at=pruned_at)
     if value is None:
         trial.set_user_attr("error", f"no {spec.metric} (no validation data: set validation_split)")
         study.tell(trial, state=TrialState.FAIL)
