@@ -196,3 +196,21 @@ def test_two_workers_share_one_sqlite_study_and_run_each_trial_once(tmp_path):
     printed = [line for text, _ in results for line in text.splitlines()]
     ran = sorted(line.split(":")[0] for line in printed if re.match(r"trial \d+: ", line))
     assert ran == ["trial 0", "trial 1", "trial 2"]  # each trial printed by the one worker that ran it
+
+
+def test_three_failures_in_a_row_stop_the_sweep_and_leave_the_rest_queued(tmp_path, monkeypatch):
+    from cnnlab.training import train as training
+
+    def broken(config, **options):
+        raise CnnlabError("fashion-mnist: not found")
+
+    monkeypatch.setattr(training, "train", broken)
+    path = write_sweep(tmp_path, method="grid", parameters={"lr": [0.001, 0.002, 0.003, 0.004]})
+    lines = []
+    with pytest.raises(CnnlabError, match="^3 trials in a row failed, the last with: fashion-mnist: not found. "):
+        sweep.run_sweep(read_sweep(path), tmp_path / "out", trials=10, echo=lines.append)
+    assert lines[0] == "the grid has 4 points: 4 trials, each point once"
+    assert lines[1].startswith("trial 0: lr=") and lines[1].endswith(" → failed: fashion-mnist: not found")
+    rows = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert [row["state"] for row in rows] == ["failed", "failed", "failed", "waiting"]
+    assert rows[0]["note"] == "fashion-mnist: not found"

@@ -33,6 +33,7 @@ from cnnlab.training.sweep_space import SweepSpec
 
 HEARTBEAT_SECONDS = 10  # a running trial's worker says it is alive this often
 GRACE_SECONDS = 60  # and is taken for dead after this long without a word (a busy 2-core machine is slow to say)
+FAILURES_IN_A_ROW = 3  # a missing dataset fails every trial: stop, rather than fail them all
 NO_TRIALS = "give --trials N: how many trials to run in all (random and tpe searches have no end of their own)"
 
 
@@ -337,9 +338,11 @@ def run_sweep(
     url = url or f"sqlite:///{out.resolve() / 'study.db'}"
     study = open_study(spec, url, name or spec.path.stem, heartbeat, grace)
     total = trials_wanted(spec, study, trials)
+    if trials is not None and total < trials:
+        echo(f"the grid has {total} points: {total} trials, each point once")
     study.set_user_attr("trials", total)
     fill(study, spec, total)
-    waiting_for = None
+    waiting_for, failures = None, 0
     try:
         while True:
             optuna().storages.fail_stale_trials(study)  # a dead worker's trial goes back in the queue
@@ -350,12 +353,19 @@ def run_sweep(
                     break
                 if waiting_for != [t.number for t in running]:  # they may end, or their workers may die
                     waiting_for = [t.number for t in running]
-                    echo(f"waiting for trial {', '.join(map(str, waiting_for))}, running in another worker")
+                    numbers = ", ".join(map(str, waiting_for))
+                    echo(f"waiting for trial {numbers}, running in another worker (run here if it stops for {grace} s)")
                 time.sleep(min(heartbeat, 2))
                 continue
             outcome = run_trial(study, spec, queued, out)
             echo(trial_line(spec, outcome))
             write_results(study, spec, out)
+            failures = failures + 1 if outcome.state == "failed" else 0
+            if failures == FAILURES_IN_A_ROW:  # something every trial shares is wrong: the rest stay queued
+                raise CnnlabError(
+                    f"{failures} trials in a row failed, the last with: {outcome.error}. "
+                    "The sweep stopped; its other trials stay queued for the same command"
+                )
     finally:  # Ctrl-C included: the results so far
         rows = write_results(study, spec, out)
     return rows
