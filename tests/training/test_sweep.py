@@ -214,3 +214,22 @@ def test_three_failures_in_a_row_stop_the_sweep_and_leave_the_rest_queued(tmp_pa
     rows = json.loads((tmp_path / "out" / "results.json").read_text())
     assert [row["state"] for row in rows] == ["failed", "failed", "failed", "waiting"]
     assert rows[0]["note"] == "fashion-mnist: not found"
+
+
+def test_a_larger_trials_adds_trials_and_a_smaller_one_runs_none(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from cnnlab.training import train as training
+
+    def instant(config, **options):  # a run that measures its own lr: no training needed to count trials
+        return SimpleNamespace(history=[{"val_accuracy": config.lr}], test={"accuracy": 0.5, "loss": 1.0})
+
+    monkeypatch.setattr(training, "train", instant)
+    path = write_sweep(tmp_path, method="tpe", parameters={"lr": {"min": 0.001, "max": 0.01}})
+    out, lines = tmp_path / "out", []
+    first = sweep.run_sweep(read_sweep(path), out, trials=3, echo=lines.append)
+    assert sweep.run_sweep(read_sweep(path), out, trials=2, echo=lines.append) == first and len(lines) == 3
+    rows = sweep.run_sweep(read_sweep(path), out, trials=5, echo=lines.append)
+    assert [(row["trial"], row["state"]) for row in rows] == [(n, "complete") for n in range(5)]
+    assert rows[:3] == first and len({row["lr"] for row in rows}) == 5
+    assert [line.split(":")[0] for line in lines] == [f"trial {n}" for n in range(5)]

@@ -17,7 +17,10 @@ import click
     help="The sweep file (YAML or JSON): method (grid, random, tpe), metric, settings, parameters, pruning.",
 )
 @click.option(
-    "--trials", type=int, help="Trials in all, over every worker (default: the whole grid, or the study's last)."
+    "--trials",
+    type=int,
+    metavar="N",
+    help="Trials in all, over every worker (default: the whole grid, or the study's last).",
 )
 @click.option(
     "--out", type=click.Path(file_okay=False), help="The sweep's folder (default: runs/sweep-NAME, NAME the file's)."
@@ -28,7 +31,9 @@ import click
     help="The Optuna study's storage (default: sqlite:///OUT/study.db); workers on several machines share one, "
     "e.g. postgresql://user:pass@host/db.",
 )
-@click.option("--study", "study_name", metavar="NAME", help="The study's name in the storage (default: NAME).")
+@click.option(
+    "--study", "study_name", metavar="NAME", help="The study's name in the storage (default: the sweep file's name)."
+)
 @click.option("--quiet", is_flag=True, help="Print only the best trial.")
 def sweep(
     sweep_file: str, trials: int | None, out: str | None, storage: str | None, study_name: str | None, quiet: bool

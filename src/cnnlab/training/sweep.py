@@ -159,6 +159,13 @@ def take(study):
     return None
 
 
+def started(study) -> int:
+    """How many of the study's trials are running or finished (a trial queued again counts once)."""
+    trials = study.get_trials(deepcopy=False)
+    gone = replaced(trials)
+    return sum(1 for trial in trials if trial.number not in gone and trial.state.name != "WAITING")
+
+
 class Heartbeat:
     """Tells the storage every few seconds that this worker still runs the trial (a thread, while in ``with``)."""
 
@@ -346,7 +353,7 @@ def run_sweep(
     try:
         while True:
             optuna().storages.fail_stale_trials(study)  # a dead worker's trial goes back in the queue
-            queued = take(study)
+            queued = take(study) if started(study) < total else None  # a smaller --trials than before: stop there
             if queued is None:
                 running = study.get_trials(deepcopy=False, states=(optuna().trial.TrialState.RUNNING,))
                 if not running:
