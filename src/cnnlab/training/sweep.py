@@ -23,12 +23,11 @@ import socket
 import threading
 import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 from cnnlab.errors import CnnlabError
 from cnnlab.training.callbacks import Callback, TrainingInterrupted
-from cnnlab.training.sweep_results import write_results
+from cnnlab.training.sweep_results import Outcome, trial_line, write_results
 from cnnlab.training.sweep_space import SweepSpec
 
 HEARTBEAT_SECONDS = 10  # a running trial's worker says it is alive this often
@@ -130,19 +129,26 @@ def fill(study, spec: SweepSpec, total: int, wait_seconds: float = 60) -> None:
         deadline = time.monotonic() + wait_seconds
         while not optuna().load_study(study_name=marker, storage=study._storage).user_attrs.get("filled"):
             if time.monotonic() > deadline:
-                raise CnnlabError(f"the worker that queued the trials of study {marker!r} stopped halfway") from None
+                raise CnnlabError(
+                    f"the worker queueing the trials of study {study.study_name!r} stopped halfway; to queue them "
+                    f"here, delete its claim: optuna delete-study --study-name '{marker}' --storage URL"
+                ) from None
             time.sleep(0.2)
         return
-    trials = study.get_trials(deepcopy=False)
-    gone = replaced(trials)
-    live = [trial for trial in trials if trial.number not in gone]
-    if spec.method == "grid":
-        taken = [trial.system_attrs.get("fixed_params", trial.params) for trial in live]
-        for params in [point for point in spec.grid() if point not in taken][: max(0, total - len(live))]:
-            study.enqueue_trial(params)
-    else:
-        for _ in range(total - len(live)):
-            study.enqueue_trial({})  # parameters are sampled when a worker takes the trial
+    try:
+        trials = study.get_trials(deepcopy=False)
+        gone = replaced(trials)
+        live = [trial for trial in trials if trial.number not in gone]
+        if spec.method == "grid":
+            taken = [trial.system_attrs.get("fixed_params", trial.params) for trial in live]
+            for params in [point for point in spec.grid() if point not in taken][: max(0, total - len(live))]:
+                study.enqueue_trial(params)
+        else:
+            for _ in range(total - len(live)):
+                study.enqueue_trial({})  # parameters are sampled when a worker takes the trial
+    except BaseException:  # Ctrl-C halfway: give the claim up, so that the next worker tops the queue up
+        optuna().delete_study(study_name=marker, storage=study._storage)
+        raise
     claim.set_user_attr("filled", True)
 
 
@@ -204,17 +210,6 @@ class Pruning(Callback):
         if self.trial.should_prune():
             self.pruned_at = epoch + 1
             self.model.stop_training = True  # the run still ends tidily: test metrics, model files
-
-
-@dataclass
-class Outcome:
-    number: int
-    params: dict
-    state: str  # complete, pruned, failed
-    value: float | None
-    seconds: float
-    pruned_at: int | None = None
-    error: str | None = None
 
 
 def run_trial(study, spec: SweepSpec, queued, out: Path) -> Outcome:
@@ -376,15 +371,3 @@ def run_sweep(
     finally:  # Ctrl-C included: the results so far
         rows = write_results(study, spec, out)
     return rows
-
-
-def trial_line(spec: SweepSpec, outcome: Outcome) -> str:
-    """'trial 3: dense_layer_size=128 lr=0.0012 → val_accuracy 0.8912 (12.3 s)'."""
-    params = " ".join(
-        f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}" for key, value in outcome.params.items()
-    )
-    if outcome.state == "failed":
-        return f"trial {outcome.number}: {params} → failed: {outcome.error}"
-    result = f"{spec.metric} {outcome.value:.4f}" if outcome.value is not None else "no value"
-    pruned = f", pruned at epoch {outcome.pruned_at}" if outcome.state == "pruned" else ""
-    return f"trial {outcome.number}: {params} → {result}{pruned} ({outcome.seconds:.1f} s)"

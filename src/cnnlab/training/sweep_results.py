@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from cnnlab.files import write_atomic, write_json
@@ -16,6 +17,31 @@ from cnnlab.training.sweep_space import SweepSpec
 
 RESULTS_CSV, RESULTS_JSON, BEST_FILE, PLOT_FILE = "results.csv", "results.json", "best.yaml", "sweep.png"
 _STATES = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running", "WAITING": "waiting"}
+
+
+@dataclass
+class Outcome:
+    """How one trial went, as the worker that ran it prints it."""
+
+    number: int
+    params: dict
+    state: str  # complete, pruned, failed
+    value: float | None
+    seconds: float
+    pruned_at: int | None = None
+    error: str | None = None
+
+
+def trial_line(spec: SweepSpec, outcome: Outcome) -> str:
+    """'trial 3: dense_layer_size=128 lr=0.0012 → val_accuracy 0.8912 (12.3 s)'."""
+    params = " ".join(
+        f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}" for key, value in outcome.params.items()
+    )
+    if outcome.state == "failed":
+        return f"trial {outcome.number}: {params} → failed: {outcome.error}"
+    result = f"{spec.metric} {outcome.value:.4f}" if outcome.value is not None else "no value"
+    pruned = f", pruned at epoch {outcome.pruned_at}" if outcome.state == "pruned" else ""
+    return f"trial {outcome.number}: {params} → {result}{pruned} ({outcome.seconds:.1f} s)"
 
 
 def trial_rows(study, spec: SweepSpec) -> list[dict]:
