@@ -101,7 +101,7 @@ def test_a_grid_sweep_prints_each_trial_the_table_and_the_best_and_resumes_with_
         row = rows[number]
         expected = rf"trial {number}: dense_layer_size={row['dense_layer_size']} → val_accuracy "
         assert re.fullmatch(expected + rf"{row['val_accuracy']:.4f} \(\d+\.\d s\)", line), line
-    assert lines[2] == "trial  state     dense_layer_size  val_accuracy  test_accuracy  epochs  seconds"
+    assert lines[2] == "trial  state     dense_layer_size  val_accuracy  test_accuracy  epochs_run  seconds"
     ranked = sorted(rows.values(), key=lambda row: -row["val_accuracy"])
     assert [int(line.split()[0]) for line in lines[3:5]] == [row["trial"] for row in ranked]
     assert lines[3].split()[1:3] == ["complete", str(ranked[0]["dense_layer_size"])]

@@ -99,7 +99,7 @@ def test_a_grid_sweep_prunes_the_bad_trial_and_writes_every_result(tmp_path):
     spec, out, lines = read_sweep(path), tmp_path / "out", []
     assert [p["lr"] for p in spec.grid()] == [0.003, 1e-7]
     rows = sweep.run_sweep(spec, out, echo=lines.append)
-    assert [(row["trial"], row["state"], row["lr"], row["epochs"]) for row in rows] == [
+    assert [(row["trial"], row["state"], row["lr"], row["epochs_run"]) for row in rows] == [
         (0, "complete", 0.003, 3),
         (1, "pruned", 1e-7, 2),
     ]
@@ -107,7 +107,7 @@ def test_a_grid_sweep_prunes_the_bad_trial_and_writes_every_result(tmp_path):
     assert "pruned at epoch 2" in lines[1]
     assert json.loads((out / "results.json").read_text()) == rows
     assert (out / "results.csv").read_text().splitlines()[0] == (
-        "trial,state,lr,val_accuracy,test_accuracy,epochs,pruned_at,seconds,run,note"
+        "trial,state,lr,val_accuracy,test_accuracy,epochs_run,pruned_at,seconds,run,note"
     )
     best = read_settings(out / "best.yaml")  # a cnnlab train --config file
     assert best == {**TINY, "epochs": 3, "lr": 0.003} and build_config(("best", best)).lr == 0.003
@@ -225,11 +225,12 @@ def test_a_larger_trials_adds_trials_and_a_smaller_one_runs_none(tmp_path, monke
         return SimpleNamespace(history=[{"val_accuracy": config.lr}], test={"accuracy": 0.5, "loss": 1.0})
 
     monkeypatch.setattr(training, "train", instant)
-    path = write_sweep(tmp_path, method="tpe", parameters={"lr": {"min": 0.001, "max": 0.01}})
+    path = write_sweep(tmp_path, method="tpe", parameters={"lr": {"min": 0.001, "max": 0.01}, "epochs": [2, 3]})
     out, lines = tmp_path / "out", []
     first = sweep.run_sweep(read_sweep(path), out, trials=3, echo=lines.append)
     assert sweep.run_sweep(read_sweep(path), out, trials=2, echo=lines.append) == first and len(lines) == 3
     rows = sweep.run_sweep(read_sweep(path), out, trials=5, echo=lines.append)
     assert [(row["trial"], row["state"]) for row in rows] == [(n, "complete") for n in range(5)]
     assert rows[:3] == first and len({row["lr"] for row in rows}) == 5
+    assert all(row["epochs"] in (2, 3) and row["epochs_run"] == 1 for row in rows)  # the parameter, and what ran
     assert [line.split(":")[0] for line in lines] == [f"trial {n}" for n in range(5)]

@@ -67,7 +67,7 @@ def trial_rows(study, spec: SweepSpec) -> list[dict]:
                 **{name: params.get(name) for name in spec.parameters},
                 spec.metric: value,
                 **({"test_accuracy": attrs.get("test_accuracy")} if spec.metric != "test_accuracy" else {}),
-                "epochs": attrs.get("epochs"),
+                "epochs_run": attrs.get("epochs"),  # not "epochs": that may be a parameter (and pruning cuts it)
                 "pruned_at": attrs.get("pruned_at"),
                 "seconds": attrs.get("seconds"),
                 "run": attrs.get("run"),
@@ -95,21 +95,21 @@ def best_row(rows: list[dict], spec: SweepSpec) -> dict | None:
     return sorted_rows(complete, spec)[0] if complete else None
 
 
-def _text(value, fixed: bool = False) -> str:
-    """A cell: metrics with 4 decimals, other numbers with 4 significant digits (lr 0.00031 stays 0.00031)."""
+def _text(value, form: str = ".4g") -> str:
+    """A cell: numbers with 4 significant digits unless ``form`` says otherwise (lr 0.00031 stays 0.00031)."""
     if value is None:
         return "-"
     if isinstance(value, float):
-        return f"{value:.4f}" if fixed else f"{value:.4g}"
+        return f"{value:{form}}"
     return str(value)
 
 
 def format_table(rows: list[dict], spec: SweepSpec) -> str:
     """The rows as an aligned table, numbers on the right; a note (an error, a retry) on a line below its row."""
     columns = ["trial", "state", *spec.parameters, spec.metric]
-    columns += [name for name in ("test_accuracy", "epochs", "seconds") if name in rows[0]] if rows else []
-    fixed = {spec.metric, "test_accuracy"}
-    cells = [[_text(row[column], column in fixed) for column in columns] for row in rows]
+    columns += [name for name in ("test_accuracy", "epochs_run", "seconds") if name in rows[0]] if rows else []
+    forms = {spec.metric: ".4f", "test_accuracy": ".4f", "seconds": ".1f"}
+    cells = [[_text(row[column], forms.get(column, ".4g")) for column in columns] for row in rows]
     widths = [max(len(column), *(len(line[i]) for line in cells)) for i, column in enumerate(columns)]
     numeric = [all(isinstance(row[column], int | float) or row[column] is None for row in rows) for column in columns]
 
