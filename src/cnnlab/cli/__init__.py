@@ -30,9 +30,9 @@ def cli() -> None:
 
 
 def _register_commands() -> None:
-    from cnnlab.cli import core, data, keras, lab, runs, speed, use, vision
+    from cnnlab.cli import core, data, keras, lab, runs, speed, sweep, use, vision
 
-    for module in (data, core, speed, vision, use, lab, keras, runs):
+    for module in (data, core, speed, vision, use, lab, keras, runs, sweep):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -76,12 +76,18 @@ def _resumed_config(run: Run, given: TrainConfig) -> TrainConfig:
 
 
 def train(
-    config: TrainConfig, resume: str | Path | None = None, verbose: bool = True, curves=None, trackers=()
+    config: TrainConfig,
+    resume: str | Path | None = None,
+    verbose: bool = True,
+    curves=None,
+    trackers=(),
+    callbacks=(),
 ) -> RunResult:
     """A whole run: data, model, fit with checkpoints, test metrics, and the run folder.
 
     ``curves``: a helper process started earlier draws curves.png (the CLI's, see cnnlab.lab.plots);
     None draws it here. ``trackers``: names of ``cnnlab.names.TRACKERS`` (``--log``) that also track the run.
+    ``callbacks``: more of ``fit``'s callbacks, run after the run's own (``cnnlab sweep`` prunes trials with one).
     """
     config.check()
     with distributed.process_group(resolve_device(config.device)) as device:
@@ -133,7 +139,7 @@ def train(
                 device=device,
                 run=run.path,
                 verbose=verbose,
-                callbacks=[Checkpoint(run.path), RunFiles(run), stop, *tracking],
+                callbacks=[Checkpoint(run.path), RunFiles(run), stop, *tracking, *callbacks],
             )
         test = evaluate(
             model,
