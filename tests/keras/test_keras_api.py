@@ -311,6 +311,31 @@ def test_progress_verbose_1_redraws_one_line_on_a_terminal_or_in_jupyter(capsys,
     assert out.splitlines()[-1].split("\r")[-1].startswith("16/16 ━━━━━━━━━━━━━━━━━━━━ ")
 
 
+def test_progress_verbose_1_redraws_over_a_longer_line_with_spaces(capsys, monkeypatch):
+    """A carriage return only moves back: a shorter line is padded, so no end of the line before it is left."""
+    from terminal import screen
+
+    from cnnlab.keras import callbacks
+
+    monkeypatch.setattr(callbacks, "interactive", lambda: True)
+    monkeypatch.setattr(callbacks, "REDRAW_SECONDS", 0.0)
+    logger = callbacks.ProgbarLogger()
+    logger.set_params({"verbose": 1, "epochs": 1, "steps": 3})
+    logger.on_train_begin()
+    logger.on_epoch_begin(0)
+    logger.on_train_batch_end(0, {"accuracy": 0.5, "loss": 123456.789})
+    logger.on_train_batch_end(1, {"accuracy": 0.5, "loss": 12.5})  # 5 characters shorter
+    logger.on_epoch_end(0, {"loss": 0.25})  # shorter again: no accuracy
+    out = capsys.readouterr().out
+    frames = out.split("\n")[1].split("\r")[1:]
+    assert len(frames) == 3 and all(
+        len(frame) == max(len(f.rstrip()) for f in frames[: k + 1]) for k, frame in enumerate(frames)
+    )
+    rows = screen(out)
+    assert len(rows) == 2 and rows[0] == "Epoch 1/1"
+    assert rows[1] == frames[2].rstrip() and rows[1].endswith(" - loss: 0.2500")
+
+
 def test_initial_epoch_continues_the_count():
     x, y = samples(32)
     model = small_cnn(optimizer="rmsprop", loss="sparse_categorical_crossentropy")

@@ -21,7 +21,7 @@ import time
 import warnings
 from pathlib import Path
 
-from cnnlab.keras.progress import REDRAW_SECONDS, bar_line, epoch_line, interactive
+from cnnlab.keras.progress import REDRAW_SECONDS, bar_line, epoch_line, interactive, redraw
 from cnnlab.training import callbacks as loop_callbacks
 
 _TRACKERS = ("TensorBoard", "WandbCallback", "MlflowCallback")  # defined in cnnlab.keras.tracking
@@ -371,6 +371,7 @@ class ProgbarLogger(Callback):
     def __init__(self):
         self.started = self.drawn = 0.0
         self.live = False
+        self.width = 0  # characters of the longest line drawn on the bar's row
 
     def on_train_begin(self, logs=None):
         self.live = self.params["verbose"] == 1 and interactive()
@@ -378,19 +379,22 @@ class ProgbarLogger(Callback):
     def on_epoch_begin(self, epoch, logs=None):
         print(f"Epoch {epoch + 1}/{self.params['epochs']}", flush=True)
         self.started = self.drawn = time.perf_counter()
+        self.width = 0
 
     def on_train_batch_end(self, batch, logs=None):
         now = time.perf_counter()
         if self.live and now - self.drawn >= REDRAW_SECONDS:
             self.drawn = now
-            sys.stdout.write("\r" + bar_line(batch + 1, self.params["steps"], now - self.started, logs or {}))
+            line = bar_line(batch + 1, self.params["steps"], now - self.started, logs or {})
+            sys.stdout.write(redraw(line, self.width))
             sys.stdout.flush()
+            self.width = max(self.width, len(line))
 
     def on_epoch_end(self, epoch, logs=None):
         seconds, steps = time.perf_counter() - self.started, self.params["steps"]
         if self.params["verbose"] == 1:
             line = bar_line(steps, steps, seconds, logs or {})
-            sys.stdout.write(("\r" if self.live else "") + line + "\n")
+            sys.stdout.write((redraw(line, self.width) if self.live else line) + "\n")
         else:
             sys.stdout.write(epoch_line(steps, seconds, logs or {}) + "\n")
         sys.stdout.flush()

@@ -4,7 +4,8 @@ verbose=1: 'Epoch 1/2', then a bar that grows over the epoch's steps, with the r
 
     469/469 ━━━━━━━━━━━━━━━━━━━━ 5s 10ms/step - accuracy: 0.9131 - loss: 0.2948 - val_accuracy: ...
 
-On a terminal or in Jupyter the bar is one line redrawn with a carriage return at most every 0.1 s; anywhere
+On a terminal or in Jupyter the bar is one line redrawn with a carriage return at most every 0.1 s (padded
+with spaces over what a longer line before it left, as Keras pads: a carriage return only moves back); anywhere
 else (a log file, captured output) only the epoch's last line is written, so the output stays a few lines an
 epoch. verbose=2: 'Epoch 1/2' and one line an epoch, ``469/469 - 5s - 10ms/step - accuracy: ... - loss: ...``.
 The lines are drawn here; ``cnnlab.keras.callbacks.ProgbarLogger`` writes them as fit goes.
@@ -54,6 +55,11 @@ def bar_line(step: int, steps: int, seconds: float, logs: dict) -> str:
     bar = "━" * done + " " * (BAR_WIDTH - done)
     shown = seconds if step >= steps else seconds / max(step, 1) * (steps - step)  # the end's time, or what is left
     return f"{step:>{len(str(steps))}}/{steps} {bar} {_duration(shown)} {_per_step(seconds, step)}{format_logs(logs)}"
+
+
+def redraw(line: str, width: int) -> str:
+    """``line`` drawn over the row's old ones (``width``: the longest): a carriage return, then spaces to cover."""
+    return "\r" + line + " " * max(width - len(line), 0)
 
 
 def epoch_line(steps: int, seconds: float, logs: dict) -> str:
