@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-MNIST = Path(__file__).resolve().parent.parent / "src" / "cnnlab" / "datasets" / "mnist"
+MNIST = Path(__file__).resolve().parent.parent / "src" / "cnnlab" / "data" / "mnist"
 
 
 def idx(name: str) -> np.ndarray:

@@ -278,6 +278,14 @@ def test_importing_cnnlab_keras_costs_no_torch():
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
 
 
+def test_version_and_backend_as_keras_has_them():
+    import cnnlab
+    import cnnlab.keras
+
+    assert cnnlab.keras.__version__ == cnnlab.__version__
+    assert cnnlab.keras.backend.backend() == "cnnlab" and cnnlab.keras.backend.image_data_format() == "channels_last"
+
+
 def test_progress_verbose_1_is_a_few_lines_when_not_a_terminal(capsys):
     x, y = samples(512)
     model = small_cnn(optimizer="rmsprop", loss="sparse_categorical_crossentropy", metrics=["accuracy"])

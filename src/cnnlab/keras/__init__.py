@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import importlib
 
+from cnnlab import __version__  # Keras has keras.__version__; here it is cnnlab's (the course prints it)
+
 SUBMODULES = (
     "backend",
     "callbacks",
@@ -30,7 +32,7 @@ SUBMODULES = (
 # Keras's top-level shortcuts (keras.Sequential, keras.Input) -> the sub-module that defines them
 _SHORTCUTS = {"Sequential": "models", "load_model": "models", "Input": "layers"}
 
-__all__ = [*SUBMODULES, *_SHORTCUTS]
+__all__ = ["__version__", *SUBMODULES, *_SHORTCUTS]
 
 
 def __getattr__(name: str):
