@@ -122,6 +122,45 @@ def test_other_layer_patterns_keep_torchs_operators(spec):
 
 
 @needs_kernels
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "input(28,28,1)-conv(32,3,relu)-maxpool(2)-conv(64,3,relu)-maxpool(2)-flatten-dense(10)",  # cnn2: 11×11, odd
+        "input(14,14,3)-conv(8,3,same,relu)-conv(16,3,relu)-maxpool(2)-flatten-dense(4)",  # cnn-deep's, colour
+        "input(12,13,1)-conv(12,3)-maxpool(2)-relu-flatten-dense(3)",  # ReLU after the pool; 10×11
+        "input(17,9,2)-conv(24,2,same,relu)-maxpool(2)-flatten-dense(3)",  # asymmetric 'same' padding
+    ],
+)
+def test_relu_and_pool_after_a_deeper_convolution_match_torch_forward_and_backward(spec):
+    model = _model(spec)
+    assert "ConvReluPool" in [type(step).__name__ for step in plan(model.layers).values()]
+    x = _images(model).requires_grad_()  # its gradient too: this speed-up passes one back
+    x.detach()[1, :, :3] = -1.0  # whole windows below zero: no gradient passes
+    reference = x.detach().clone().requires_grad_()
+    fast, plain = FastModel(model)(x), model(reference)
+    torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-5)
+    gradients = []
+    for out in (fast, plain):
+        model.zero_grad(set_to_none=True)
+        (out * torch.linspace(-1, 1, out.shape[1])).sum().backward()
+        gradients.append([p.grad.clone() for p in model.parameters()])
+    for ours, torchs in zip(*gradients):
+        torch.testing.assert_close(ours, torchs, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(x.grad, reference.grad, rtol=1e-4, atol=1e-6)
+
+
+@needs_kernels
+def test_relu_pool_ties_go_to_the_first_candidate_as_in_torch():
+    x = torch.tensor([[[[1.0, 1.0, 0.0], [1.0, 2.0, 0.0]], [[-1.0, -1.0, 5.0], [-1.0, -1.0, 5.0]]]])  # (1, 2, 2, 3)
+    x = x.permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last).requires_grad_()  # (1, 3, 2, 2)
+    reference = x.detach().clone().requires_grad_()
+    grad = torch.tensor([1.0, 2.0, 3.0]).view(1, 3, 1, 1)
+    kernels.relu_pool(x, relu=True).backward(grad)
+    F.max_pool2d(reference.relu(), 2).backward(grad)
+    torch.testing.assert_close(x.grad, reference.grad)
+
+
+@needs_kernels
 def test_an_input_that_needs_a_gradient_takes_torchs_path():
     model = _model("input(28,28,1)-conv(32,3)-maxpool(2)-relu-flatten-dense(10)")
     x = _images(model).requires_grad_()
