@@ -290,14 +290,14 @@ def test_dropout_on_the_engine_uses_torch_where_the_kernel_does_not_apply():
 
 
 def test_large_dense_layers_through_onednn_compute_what_linear_computes():
-    """From ONEDNN_DENSE_MIN_WEIGHTS on, a Dense runs as a whole-input convolution: same outputs and gradients."""
+    """A Dense of ONEDNN_DENSE_MIN_INPUTS inputs and WEIGHTS on runs as a whole-input convolution: same numbers."""
     torch.manual_seed(0)
-    model = model_from_spec({"input_shape": [1000], "layers": [{"type": "Dense", "units": 128, "activation": "relu"}]})
+    model = model_from_spec({"input_shape": [1200], "layers": [{"type": "Dense", "units": 128, "activation": "relu"}]})
     layer = model.layers[0]
     torch.nn.init.uniform_(layer.linear.bias, -0.1, 0.1)
     fast = FastModel(model)
     assert [type(step).__name__ for step in plan(model.layers).values()] == ["OneDnnDense"]
-    x = torch.randn(16, 1000, requires_grad=True)
+    x = torch.randn(16, 1200, requires_grad=True)
     reference_x = x.detach().clone().requires_grad_()
     output = fast(x)
     reference = model(reference_x)  # relu(x W^T + b) by torch.mm
@@ -311,11 +311,18 @@ def test_large_dense_layers_through_onednn_compute_what_linear_computes():
     torch.testing.assert_close(bias_grad, layer.linear.bias.grad, rtol=1e-5, atol=1e-4)
 
 
+def test_the_mlps_dense_layers_stay_with_torch_mm_and_flattened_maps_go_to_onednn():
+    steps = {
+        name: [type(step).__name__ for step in plan(create_model(name).layers).values()] for name in ("mlp", "cnn2")
+    }
+    assert steps == {"mlp": [], "cnn2": ["ConvPool", "ConvReluPool", "OneDnnDense"]}
+
+
 def test_the_engine_says_what_applies_to_a_model():
     from cnnlab.engine.accelerate import format_speedups, speedups
 
     text = format_speedups(speedups(create_model("cnn-dropout")))
-    assert "Dense with ≥ 100,000 weights through oneDNN (CPU tensors; in this model: dense)" in text
+    assert "Dense with ≥ 1,024 inputs and ≥ 100,000 weights through oneDNN (CPU tensors; in this model: dense)" in text
     if kernels.WHY_OFF is None and kernels.VECTOR_BITS:
         assert (
             f"on   first Conv2D + 2×2 MaxPool2D fused ({kernels.VECTOR_BITS}-bit vectors; in this model: conv2d)"

@@ -36,6 +36,10 @@ from cnnlab.nn.optimizers import KerasRMSprop
 # backward 1.6 ms against 3.3 ms a batch of 128). Each call costs about 0.1 ms more, so small layers stay
 # with torch.mm: measured even at 65,536 weights, 30% faster at 131,072, 3x slower at 8,192.
 ONEDNN_DENSE_MIN_WEIGHTS = 100_000
+# ... and only for wide inputs (a flattened feature map): the MLP's 784 -> 512 and 512 -> 256 ran 1.16-1.33x
+# slower through oneDNN than on torch.mm (forward and backward, batch 128, 2 threads; the whole MLP step 0.84x
+# the time on torch.mm), while 1600 -> 128, 2304 -> 512 and 5408 -> 128 were as fast or faster (benchmarks/README.md).
+ONEDNN_DENSE_MIN_INPUTS = 1024
 
 
 def dense_by_onednn(x, weight, bias):  # (B, F), (units, F) -> (B, units)
@@ -136,6 +140,10 @@ def conv_pool_for(layers) -> ConvPool | None:
     return ConvPool(conv, 3, True)
 
 
+def onednn_dense_fits(linear: nn.Linear) -> bool:
+    return linear.in_features >= ONEDNN_DENSE_MIN_INPUTS and linear.weight.numel() >= ONEDNN_DENSE_MIN_WEIGHTS
+
+
 def relu_pool_span(layers, index: int) -> int:
     """How many layers from ``index`` a ``ConvReluPool`` takes: 2 or 3, or 0 where the pattern is not there."""
     conv, pool = layers[index], layers[index + 1] if index + 1 < len(layers) else None
@@ -163,7 +171,7 @@ def plan(layers) -> dict[int, object]:
         span = relu_pool_span(layers, index) if kernels.WHY_OFF is None else 0
         if span:
             steps[index], taken = ConvReluPool(layer, span), index + span
-        elif layer.type_name == "Dense" and layer.linear.weight.numel() >= ONEDNN_DENSE_MIN_WEIGHTS:
+        elif layer.type_name == "Dense" and onednn_dense_fits(layer.linear):
             steps[index] = OneDnnDense(layer)
         elif layer.type_name == "Dropout" and kernels.WHY_OFF is None:
             steps[index] = HashedDropout(layer)
@@ -249,7 +257,8 @@ def speedups(model=None) -> list[Speedup]:
             off or where(ConvReluPool, "not in this model"),
         ),
         Speedup(
-            f"Dense with ≥ {ONEDNN_DENSE_MIN_WEIGHTS:,} weights through oneDNN",
+            f"Dense with ≥ {ONEDNN_DENSE_MIN_INPUTS:,} inputs and ≥ {ONEDNN_DENSE_MIN_WEIGHTS:,} weights "
+            "through oneDNN",
             True,
             "CPU tensors; " + where(OneDnnDense, "not in this model") if model is not None else "CPU tensors",
         ),
