@@ -37,7 +37,7 @@ def compiled_kernels() -> dict:
 
     kernels = CppExtension(
         "cnnlab.engine._kernels",
-        ["src/cnnlab/engine/csrc/kernels.cpp"],
+        ["src/cnnlab/engine/csrc/kernels.cpp", "src/cnnlab/engine/csrc/pool.cpp"],
         # -fno-math-errno lets sqrt vectorise; -fopenmp makes at::parallel_for use torch's threads
         extra_compile_args=["-O3", "-fno-math-errno", "-fopenmp"],
         extra_link_args=["-fopenmp"],

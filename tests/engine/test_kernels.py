@@ -122,6 +122,45 @@ def test_other_layer_patterns_keep_torchs_operators(spec):
 
 
 @needs_kernels
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "input(28,28,1)-conv(32,3,relu)-maxpool(2)-conv(64,3,relu)-maxpool(2)-flatten-dense(10)",  # cnn2: 11×11, odd
+        "input(14,14,3)-conv(8,3,same,relu)-conv(16,3,relu)-maxpool(2)-flatten-dense(4)",  # cnn-deep's, colour
+        "input(12,13,1)-conv(12,3)-maxpool(2)-relu-flatten-dense(3)",  # ReLU after the pool; 10×11
+        "input(17,9,2)-conv(24,2,same,relu)-maxpool(2)-flatten-dense(3)",  # asymmetric 'same' padding
+    ],
+)
+def test_relu_and_pool_after_a_deeper_convolution_match_torch_forward_and_backward(spec):
+    model = _model(spec)
+    assert "ConvReluPool" in [type(step).__name__ for step in plan(model.layers).values()]
+    x = _images(model).requires_grad_()  # its gradient too: this speed-up passes one back
+    x.detach()[1, :, :3] = -1.0  # whole windows below zero: no gradient passes
+    reference = x.detach().clone().requires_grad_()
+    fast, plain = FastModel(model)(x), model(reference)
+    torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-5)
+    gradients = []
+    for out in (fast, plain):
+        model.zero_grad(set_to_none=True)
+        (out * torch.linspace(-1, 1, out.shape[1])).sum().backward()
+        gradients.append([p.grad.clone() for p in model.parameters()])
+    for ours, torchs in zip(*gradients):
+        torch.testing.assert_close(ours, torchs, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(x.grad, reference.grad, rtol=1e-4, atol=1e-6)
+
+
+@needs_kernels
+def test_relu_pool_ties_go_to_the_first_candidate_as_in_torch():
+    x = torch.tensor([[[[1.0, 1.0, 0.0], [1.0, 2.0, 0.0]], [[-1.0, -1.0, 5.0], [-1.0, -1.0, 5.0]]]])  # (1, 2, 2, 3)
+    x = x.permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last).requires_grad_()  # (1, 3, 2, 2)
+    reference = x.detach().clone().requires_grad_()
+    grad = torch.tensor([1.0, 2.0, 3.0]).view(1, 3, 1, 1)
+    kernels.relu_pool(x, relu=True).backward(grad)
+    F.max_pool2d(reference.relu(), 2).backward(grad)
+    torch.testing.assert_close(x.grad, reference.grad)
+
+
+@needs_kernels
 def test_an_input_that_needs_a_gradient_takes_torchs_path():
     model = _model("input(28,28,1)-conv(32,3)-maxpool(2)-relu-flatten-dense(10)")
     x = _images(model).requires_grad_()
@@ -251,14 +290,14 @@ def test_dropout_on_the_engine_uses_torch_where_the_kernel_does_not_apply():
 
 
 def test_large_dense_layers_through_onednn_compute_what_linear_computes():
-    """From ONEDNN_DENSE_MIN_WEIGHTS on, a Dense runs as a whole-input convolution: same outputs and gradients."""
+    """A Dense of ONEDNN_DENSE_MIN_INPUTS inputs and WEIGHTS on runs as a whole-input convolution: same numbers."""
     torch.manual_seed(0)
-    model = model_from_spec({"input_shape": [1000], "layers": [{"type": "Dense", "units": 128, "activation": "relu"}]})
+    model = model_from_spec({"input_shape": [1200], "layers": [{"type": "Dense", "units": 128, "activation": "relu"}]})
     layer = model.layers[0]
     torch.nn.init.uniform_(layer.linear.bias, -0.1, 0.1)
     fast = FastModel(model)
     assert [type(step).__name__ for step in plan(model.layers).values()] == ["OneDnnDense"]
-    x = torch.randn(16, 1000, requires_grad=True)
+    x = torch.randn(16, 1200, requires_grad=True)
     reference_x = x.detach().clone().requires_grad_()
     output = fast(x)
     reference = model(reference_x)  # relu(x W^T + b) by torch.mm
@@ -272,11 +311,18 @@ def test_large_dense_layers_through_onednn_compute_what_linear_computes():
     torch.testing.assert_close(bias_grad, layer.linear.bias.grad, rtol=1e-5, atol=1e-4)
 
 
+def test_the_mlps_dense_layers_stay_with_torch_mm_and_flattened_maps_go_to_onednn():
+    steps = {
+        name: [type(step).__name__ for step in plan(create_model(name).layers).values()] for name in ("mlp", "cnn2")
+    }
+    assert steps == {"mlp": [], "cnn2": ["ConvPool", "ConvReluPool", "OneDnnDense"]}
+
+
 def test_the_engine_says_what_applies_to_a_model():
     from cnnlab.engine.accelerate import format_speedups, speedups
 
     text = format_speedups(speedups(create_model("cnn-dropout")))
-    assert "Dense with ≥ 100,000 weights through oneDNN (CPU tensors; in this model: dense)" in text
+    assert "Dense with ≥ 1,024 inputs and ≥ 100,000 weights through oneDNN (CPU tensors; in this model: dense)" in text
     if kernels.WHY_OFF is None and kernels.VECTOR_BITS:
         assert (
             f"on   first Conv2D + 2×2 MaxPool2D fused ({kernels.VECTOR_BITS}-bit vectors; in this model: conv2d)"

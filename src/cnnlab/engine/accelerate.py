@@ -7,6 +7,7 @@ back what the training loop calls instead:
 * a ``FastModel``: a module holding the model (same parameters, same ``state_dict`` underneath) whose
   ``forward`` walks the same layers but hands some of them to faster code computing the same thing:
   - the first Conv2D with the 2×2 max-pool (and ReLU) after it, as one compiled kernel (``cnnlab.engine.kernels``);
+  - a deeper Conv2D's ReLU and 2×2 max-pool as one compiled pass each way (the convolution stays oneDNN's);
   - large Dense layers as a whole-input convolution, which reaches oneDNN's inner-product kernels;
   - Dropout while training, with masks from a counter-based hash drawn in parallel;
 * the optimizer, switched to ``OnePassRMSprop`` when it is Keras's RMSprop: each weight updated in one
@@ -35,6 +36,10 @@ from cnnlab.nn.optimizers import KerasRMSprop
 # backward 1.6 ms against 3.3 ms a batch of 128). Each call costs about 0.1 ms more, so small layers stay
 # with torch.mm: measured even at 65,536 weights, 30% faster at 131,072, 3x slower at 8,192.
 ONEDNN_DENSE_MIN_WEIGHTS = 100_000
+# ... and only for wide inputs (a flattened feature map): the MLP's 784 -> 512 and 512 -> 256 ran 1.16-1.33x
+# slower through oneDNN than on torch.mm (forward and backward, batch 128, 2 threads; the whole MLP step 0.84x
+# the time on torch.mm), while 1600 -> 128, 2304 -> 512 and 5408 -> 128 were as fast or faster (benchmarks/README.md).
+ONEDNN_DENSE_MIN_INPUTS = 1024
 
 
 def dense_by_onednn(x, weight, bias):  # (B, F), (units, F) -> (B, units)
@@ -62,6 +67,26 @@ class ConvPool:
         layer = self.conv.conv
         bias = layer.bias if layer.bias is not None else layer.weight.new_zeros(layer.out_channels)
         return kernels.ConvPoolFunction.apply(x, layer.weight, bias, self.relu)
+
+
+class ConvReluPool:
+    """A deeper Conv2D (on oneDNN, as the layer runs it) → MaxPool2D(2) with its ReLU in one compiled pass each way.
+
+    ``span`` layers long: Conv2D(relu) → MaxPool2D, or Conv2D → MaxPool2D → Activation('relu'). Unlike ``ConvPool``
+    it passes gradients to its input, so it serves every convolution but a first one that ``ConvPool`` takes.
+    """
+
+    def __init__(self, conv, span: int):  # conv: a built cnnlab.nn.layers.Conv2D
+        self.conv, self.span = conv, span
+
+    def applies(self, x: torch.Tensor) -> bool:
+        weight = self.conv.conv.weight
+        return kernels.relu_pool_applies(x) and weight.device == x.device and weight.dtype == x.dtype
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.conv.pad is not None:  # as Conv2D.forward: 'same' padding that is not symmetric
+            x = F.pad(x, self.conv.pad)
+        return kernels.relu_pool(self.conv.conv(x), relu=True)
 
 
 class OneDnnDense:
@@ -115,16 +140,38 @@ def conv_pool_for(layers) -> ConvPool | None:
     return ConvPool(conv, 3, True)
 
 
+def onednn_dense_fits(linear: nn.Linear) -> bool:
+    return linear.in_features >= ONEDNN_DENSE_MIN_INPUTS and linear.weight.numel() >= ONEDNN_DENSE_MIN_WEIGHTS
+
+
+def relu_pool_span(layers, index: int) -> int:
+    """How many layers from ``index`` a ``ConvReluPool`` takes: 2 or 3, or 0 where the pattern is not there."""
+    conv, pool = layers[index], layers[index + 1] if index + 1 < len(layers) else None
+    if conv.type_name != "Conv2D" or pool is None or pool.type_name != "MaxPool2D":
+        return 0
+    if pool.pool_size != (2, 2) or pool.strides != (2, 2) or pool.padding != "valid":
+        return 0
+    if conv.activation == "relu":
+        return 2
+    after = layers[index + 2] if index + 2 < len(layers) else None
+    relu_after = after is not None and after.type_name == "Activation" and after.activation == "relu"
+    return 3 if conv.activation == "linear" and relu_after else 0
+
+
 def plan(layers) -> dict[int, object]:
     """Layer index -> the speed-up that may run the layers from there; layers not in it always run plainly."""
     steps: dict[int, object] = {}
     fused = conv_pool_for(layers)
     if fused is not None:
         steps[0] = fused
+    taken = fused.span if fused is not None else 0  # layers before this index belong to a speed-up
     for index, layer in enumerate(layers):
-        if index < (fused.span if fused is not None else 0):
+        if index < taken:
             continue
-        if layer.type_name == "Dense" and layer.linear.weight.numel() >= ONEDNN_DENSE_MIN_WEIGHTS:
+        span = relu_pool_span(layers, index) if kernels.WHY_OFF is None else 0
+        if span:
+            steps[index], taken = ConvReluPool(layer, span), index + span
+        elif layer.type_name == "Dense" and onednn_dense_fits(layer.linear):
             steps[index] = OneDnnDense(layer)
         elif layer.type_name == "Dropout" and kernels.WHY_OFF is None:
             steps[index] = HashedDropout(layer)
@@ -205,7 +252,13 @@ def speedups(model=None) -> list[Speedup]:
     return [
         Speedup("first Conv2D + 2×2 MaxPool2D fused", compiled and bool(kernels.VECTOR_BITS), fused_why.rstrip("; ")),
         Speedup(
-            f"Dense with ≥ {ONEDNN_DENSE_MIN_WEIGHTS:,} weights through oneDNN",
+            "ReLU + 2×2 MaxPool2D after a deeper Conv2D fused",
+            compiled,
+            off or where(ConvReluPool, "not in this model"),
+        ),
+        Speedup(
+            f"Dense with ≥ {ONEDNN_DENSE_MIN_INPUTS:,} inputs and ≥ {ONEDNN_DENSE_MIN_WEIGHTS:,} weights "
+            "through oneDNN",
             True,
             "CPU tensors; " + where(OneDnnDense, "not in this model") if model is not None else "CPU tensors",
         ),

@@ -1,9 +1,10 @@
 """cnnlab's compiled CPU kernels (``csrc/kernels.cpp``), and which tensors each can take.
 
-Three places in the course's training steps spend far more time than their arithmetic needs on a CPU:
+Four places in the course's training steps spend far more time than their arithmetic needs on a CPU:
 the first convolution with the 2×2 max-pool after it (the convolution's full-size output exists only
-to be pooled), RMSprop (torch's foreach kernels pass over the weights five times), and dropout (torch
-draws its random numbers one after another). The compiled module does each in one parallel pass.
+to be pooled), the ReLU and 2×2 max-pool after a deeper convolution (torch passes over its output four
+times), RMSprop (torch's foreach kernels pass over the weights five times), and dropout (torch draws its
+random numbers one after another). The compiled module does each in one parallel pass.
 
 It is optional: setup.py builds it when a C++ compiler and torch are there, and without it every model
 runs on torch's own operators, with the same math: sums in another order (equal to 1e-5, tested), and
@@ -76,6 +77,31 @@ class ConvPoolFunction(torch.autograd.Function):
         )
         grad_weight = grad_kernel.reshape(rows, columns, channels, filters).permute(3, 2, 0, 1)
         return None, grad_weight, grad_bias if ctx.with_bias else None, None
+
+
+class _ReluPoolFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, relu: bool):  # x (B, C, H, W) channels_last -> (B, C, H // 2, W // 2) channels_last
+        images = x.permute(0, 2, 3, 1).contiguous()  # (B, H, W, C): a view when x is channels_last
+        out, which = _kernels.relu_pool_forward(images, relu)
+        ctx.save_for_backward(which)
+        ctx.size = images.shape[1:3]
+        return out.permute(0, 3, 1, 2)
+
+    @staticmethod
+    def backward(ctx, grad):  # grad (B, C, H', W') -> the input's gradient (B, C, H, W), channels_last
+        (which,) = ctx.saved_tensors
+        images = _kernels.relu_pool_backward(grad.permute(0, 2, 3, 1).contiguous(), which, *ctx.size)
+        return images.permute(0, 3, 1, 2), None
+
+
+def relu_pool_applies(x: torch.Tensor) -> bool:  # a conv's output: (B, C, H, W) with at least one 2×2 window
+    return eager_cpu_float(x) and x.dim() == 4 and x.shape[2] >= 2 and x.shape[3] >= 2
+
+
+def relu_pool(x: torch.Tensor, relu: bool) -> torch.Tensor:
+    """MaxPool2D(2) [then ReLU]: F.max_pool2d(x, 2) [.relu()] in one pass each way (input gradients too)."""
+    return _ReluPoolFunction.apply(x, relu)
 
 
 def rmsprop_applies(params, grads, velocities) -> bool:

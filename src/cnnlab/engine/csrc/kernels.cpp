@@ -348,10 +348,16 @@ std::vector<torch::Tensor> dropout_forward(torch::Tensor x, double keep, int64_t
   return {y, kept};
 }
 
+// pool.cpp: the 2x2 max-pool with its ReLU, for convolutions after the first
+std::vector<torch::Tensor> relu_pool_forward(torch::Tensor input, bool relu);
+torch::Tensor relu_pool_backward(torch::Tensor grad, torch::Tensor which, int64_t height, int64_t width);
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("widest_vectors", &widest_vectors);
   m.def("conv_pool_forward", &conv_pool_forward);
   m.def("conv_pool_backward", &conv_pool_backward);
   m.def("rmsprop_step", &rmsprop_step);
   m.def("dropout_forward", &dropout_forward);
+  m.def("relu_pool_forward", &relu_pool_forward);
+  m.def("relu_pool_backward", &relu_pool_backward);
 }
