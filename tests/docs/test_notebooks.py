@@ -242,6 +242,6 @@ def test_05_fashion_mnist(kernel_dir, workdir):
     printed = text(notebook)
     assert "(60000, 28, 28) uint8 (60000,) (10000, 28, 28)" in printed
     perceptron, cnn = number("perceptron test accuracy:", printed), number("CNN test accuracy:", printed)
-    assert perceptron >= 0.80 and cnn >= 0.88 and cnn > perceptron
+    assert perceptron >= 0.80 and cnn >= 0.90 and cnn > perceptron  # the challenge: past 90%
     assert "Ankle boot: " in printed and "% right; most often taken for " in printed
     assert images(notebook) == 2
