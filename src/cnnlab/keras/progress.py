@@ -30,7 +30,8 @@ def resolve_verbose(verbose) -> int:
 
 def interactive() -> bool:
     """Whether a redrawn line shows as one line: a terminal, or a Jupyter kernel's output."""
-    return sys.stdout.isatty() or "ipykernel" in sys.modules
+    # a kernel's stdout is ipykernel's OutStream; ipykernel merely imported (by a test runner, say) is not Jupyter
+    return sys.stdout.isatty() or type(sys.stdout).__module__.startswith("ipykernel")
 
 
 def format_logs(logs: dict) -> str:

@@ -156,7 +156,7 @@ def format_runs(rows: list[RunRow]) -> str:
 
 # --- how runs' settings differ --------------------------------------------------------------------------
 
-SAME_BY_NATURE = {"run", "name"}  # each run's own folder and name: always different, never a setting
+SAME_BY_NATURE = {"run", "name", "date"}  # each run's own folder, name and start: always different, never a setting
 
 
 def flatten(record: dict, prefix: str = "") -> dict:
