@@ -14,8 +14,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import cnnlab.engine.accelerate as accelerate_module
 from cnnlab.data.registry import load_dataset
-from cnnlab.engine import kernels
+from cnnlab.engine import devices, kernels
 from cnnlab.engine.accelerate import FastModel, HashedDropout, OnePassRMSprop, accelerate, conv_pool_for, plan
 from cnnlab.nn.inputs import as_model_input
 from cnnlab.nn.optimizers import KerasRMSprop
@@ -223,7 +224,8 @@ def test_the_kernels_can_be_switched_off_for_comparisons():
         timeout=120,
         env={**os.environ, "CNNLAB_KERNELS": "off"},
     )
-    assert result.stdout.strip() == "off: switched off by CNNLAB_KERNELS=off ['OneDnnDense']", result.stderr
+    dense = ["OneDnnDense"] if accelerate_module.ONEDNN_DENSE_DETOUR else []  # no compiled kernel: stays on
+    assert result.stdout.strip() == f"off: switched off by CNNLAB_KERNELS=off {dense}", result.stderr
 
 
 def _course_steps(engine: bool) -> list[float]:
@@ -289,8 +291,9 @@ def test_dropout_on_the_engine_uses_torch_where_the_kernel_does_not_apply():
     assert torch.equal(fast(x), x)
 
 
-def test_large_dense_layers_through_onednn_compute_what_linear_computes():
+def test_large_dense_layers_through_onednn_compute_what_linear_computes(monkeypatch):
     """A Dense of ONEDNN_DENSE_MIN_INPUTS inputs and WEIGHTS on runs as a whole-input convolution: same numbers."""
+    monkeypatch.setattr(accelerate_module, "ONEDNN_DENSE_DETOUR", True)  # as on a processor that is not Intel's
     torch.manual_seed(0)
     model = model_from_spec({"input_shape": [1200], "layers": [{"type": "Dense", "units": 128, "activation": "relu"}]})
     layer = model.layers[0]
@@ -311,18 +314,28 @@ def test_large_dense_layers_through_onednn_compute_what_linear_computes():
     torch.testing.assert_close(bias_grad, layer.linear.bias.grad, rtol=1e-5, atol=1e-4)
 
 
-def test_the_mlps_dense_layers_stay_with_torch_mm_and_flattened_maps_go_to_onednn():
+@pytest.mark.parametrize("detour", [True, False], ids=["amd", "intel"])
+def test_the_mlps_dense_layers_stay_with_torch_mm_and_flattened_maps_go_to_onednn_but_on_intel(monkeypatch, detour):
+    monkeypatch.setattr(accelerate_module, "ONEDNN_DENSE_DETOUR", detour)
     steps = {
         name: [type(step).__name__ for step in plan(create_model(name).layers).values()] for name in ("mlp", "cnn2")
     }
-    assert steps == {"mlp": [], "cnn2": ["ConvPool", "ConvReluPool", "OneDnnDense"]}
+    assert steps == {"mlp": [], "cnn2": ["ConvPool", "ConvReluPool", *(["OneDnnDense"] if detour else [])]}
+
+
+def test_the_detour_through_onednn_is_for_processors_other_than_intels():
+    assert accelerate_module.ONEDNN_DENSE_DETOUR == (devices.cpu_vendor() != "GenuineIntel")
 
 
 def test_the_engine_says_what_applies_to_a_model():
     from cnnlab.engine.accelerate import format_speedups, speedups
 
     text = format_speedups(speedups(create_model("cnn-dropout")))
-    assert "Dense with ≥ 1,024 inputs and ≥ 100,000 weights through oneDNN (CPU tensors; in this model: dense)" in text
+    dense = "Dense with ≥ 1,024 inputs and ≥ 100,000 weights through oneDNN"
+    if accelerate_module.ONEDNN_DENSE_DETOUR:
+        assert f"on   {dense} (CPU tensors; in this model: dense)" in text
+    else:
+        assert f"off  {dense} (off: MKL's torch.mm is faster on Intel processors)" in text
     if kernels.WHY_OFF is None and kernels.VECTOR_BITS:
         assert (
             f"on   first Conv2D + 2×2 MaxPool2D fused ({kernels.VECTOR_BITS}-bit vectors; in this model: conv2d)"

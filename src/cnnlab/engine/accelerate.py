@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnlab.engine import kernels
+from cnnlab.engine import devices, kernels
 from cnnlab.nn.optimizers import KerasRMSprop
 
 # On a CPU, torch.mm calls MKL, whose sgemm takes its AVX2 path on AMD processors; oneDNN (which runs
@@ -40,6 +40,10 @@ ONEDNN_DENSE_MIN_WEIGHTS = 100_000
 # slower through oneDNN than on torch.mm (forward and backward, batch 128, 2 threads; the whole MLP step 0.84x
 # the time on torch.mm), while 1600 -> 128, 2304 -> 512 and 5408 -> 128 were as fast or faster (benchmarks/README.md).
 ONEDNN_DENSE_MIN_INPUTS = 1024
+# On an Intel processor MKL runs its AVX-512 code and torch.mm is the faster of the two: on a 2-core Xeon with
+# AVX-512 the course CNN's training step took 3.95 ms with its 5408 -> 128 layer on torch.mm against 4.7 ms through
+# oneDNN (batch 128), the exercise CNN's 9.4 against 9.8 ms. So the detour is for other processors only.
+ONEDNN_DENSE_DETOUR = devices.cpu_vendor() != "GenuineIntel"
 
 
 def dense_by_onednn(x, weight, bias):  # (B, F), (units, F) -> (B, units)
@@ -141,7 +145,8 @@ def conv_pool_for(layers) -> ConvPool | None:
 
 
 def onednn_dense_fits(linear: nn.Linear) -> bool:
-    return linear.in_features >= ONEDNN_DENSE_MIN_INPUTS and linear.weight.numel() >= ONEDNN_DENSE_MIN_WEIGHTS
+    wide, large = linear.in_features >= ONEDNN_DENSE_MIN_INPUTS, linear.weight.numel() >= ONEDNN_DENSE_MIN_WEIGHTS
+    return ONEDNN_DENSE_DETOUR and wide and large
 
 
 def relu_pool_span(layers, index: int) -> int:
@@ -259,8 +264,12 @@ def speedups(model=None) -> list[Speedup]:
         Speedup(
             f"Dense with ≥ {ONEDNN_DENSE_MIN_INPUTS:,} inputs and ≥ {ONEDNN_DENSE_MIN_WEIGHTS:,} weights "
             "through oneDNN",
-            True,
-            "CPU tensors; " + where(OneDnnDense, "not in this model") if model is not None else "CPU tensors",
+            ONEDNN_DENSE_DETOUR,
+            "off: MKL's torch.mm is faster on Intel processors"
+            if not ONEDNN_DENSE_DETOUR
+            else "CPU tensors; " + where(OneDnnDense, "not in this model")
+            if model is not None
+            else "CPU tensors",
         ),
         Speedup("Dropout masks from a parallel hash", compiled, off or where(HashedDropout, "not in this model")),
         Speedup("RMSprop in one pass", compiled, off or "float32 CPU weights"),

@@ -27,6 +27,15 @@ def autocast(device: torch.device, precision: str = "auto"):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=mixed)
 
 
+def cpu_vendor() -> str:
+    """The processor's maker as it reports itself ('GenuineIntel', 'AuthenticAMD'), '' where /proc does not say."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            return next((line.split(":", 1)[1].strip() for line in info if line.startswith("vendor_id")), "")
+    except OSError:
+        return ""
+
+
 def tune_cpu(threads: int) -> None:
     """Run torch on ``threads`` threads and keep freed memory in the process for the next step.
 
