@@ -1,12 +1,17 @@
 """cnnlab: convolutional neural networks on images, with Keras's semantics, on PyTorch.
 
 The public API is imported lazily (PEP 562) so that ``import cnnlab`` and
-``cnnlab --help`` do not pay for importing torch.
+``cnnlab --help`` do not pay for importing torch. Before torch loads, ``cnnlab.cores``
+chooses how its threads wait (spinning when the cores are free, sleeping when they are busy).
 """
 
 from __future__ import annotations
 
 import importlib
+
+from cnnlab import cores
+
+cores.choose_wait_policy()
 
 __version__ = "0.1.0"
 

@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 
 import torch
 
+from cnnlab import cores
 from cnnlab.engine import kernels
 from cnnlab.errors import CnnlabError
 
@@ -237,6 +238,7 @@ def run_bench(
         torch=torch.__version__,
         load_average=round(os.getloadavg()[0], 2),
         compiled_kernels=kernels.status(),
+        threads_wait=cores.wait_policy(),
         speedups=[asdict(speedup) for speedup in speedups(model)],
     )
     return figures
@@ -273,6 +275,7 @@ def format_bench(figures: dict) -> str:
         f"{figures['machine']}, torch {figures['torch']}, compiled kernels {figures['compiled_kernels']}, "
         f"load average {figures['load_average']}, {figures['date']}"
     )
+    lines.append(f"threads between operators: {figures['threads_wait']}")
     from cnnlab.engine.accelerate import Speedup, format_speedups
 
     lines.append("engine speed-ups on this processor:")

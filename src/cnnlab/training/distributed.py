@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from cnnlab import cores
 from cnnlab.errors import CnnlabError
 
 # How long a process waits for the others in one collective before giving up (torch's default is
@@ -80,7 +81,7 @@ def active() -> bool:
 
 def threads_per_process() -> int:
     """The machine's cores shared out between the processes torchrun started on it."""
-    return max(1, (os.cpu_count() or 1) // world().local_size)
+    return cores.threads_per_process(world().local_size)
 
 
 @contextmanager
