@@ -158,8 +158,10 @@ def test_bench_prints_and_writes_its_figures(run_cli, tmp_path):
     lines = result.out.splitlines()
     assert lines[0].startswith("course fit: cnn, 1 epoch of 210 samples")
     assert lines[2].startswith("cnnlab engine") and lines[3].startswith("floor: 5.33 MFLOP/sample")
-    assert lines[5] == "engine speed-ups on this processor:"
-    assert [speedup["name"] for speedup in figures["speedups"]] == [line[7:].split(" (")[0] for line in lines[6:]]
+    assert lines[5] == f"threads between operators: {figures['threads_wait']}"
+    assert figures["threads_wait"].startswith(("spin", "sleep", "as OMP_WAIT_POLICY"))
+    assert lines[6] == "engine speed-ups on this processor:"
+    assert [speedup["name"] for speedup in figures["speedups"]] == [line[7:].split(" (")[0] for line in lines[7:]]
 
 
 @pytest.mark.slow
