@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -62,8 +64,10 @@ def test_cores_left_over_by_torch_take_other_programs(monkeypatch):
 
 
 def test_a_blip_in_one_sample_is_not_a_busy_machine():
-    counts = iter([1, 3, 1, 1, 2])  # runnable tasks, this one included
+    counts = iter([0, 2, 2, 2, 1, 1])  # other programs' runnable tasks, 2 ms apart
     assert cores.others_running(lambda: next(counts)) == 0
+    counts = iter([1, 2, 1, 1, 3, 1])  # a busy program is there in every sample
+    assert cores.others_running(lambda: next(counts)) == 1
     assert cores.others_running(lambda: None) is None
 
 
@@ -77,6 +81,29 @@ def test_the_policy_says_what_it_is(monkeypatch):
     assert cores.wait_policy() == "as OMP_WAIT_POLICY=PASSIVE says"
     monkeypatch.setenv(cores.CHOSEN_BY_CNNLAB, "1")
     assert cores.wait_policy().startswith("sleep (OMP_WAIT_POLICY=PASSIVE: other programs")
+
+
+@pytest.mark.skipif(cores.runnable_tasks() is None, reason="needs Linux's /proc/loadavg")
+def test_this_processs_own_threads_are_not_other_programs(monkeypatch):
+    """A thread of this process hashing outside the GIL is ready to run, as OpenBLAS's are after NumPy's import."""
+    data, stop = bytes(1 << 20), threading.Event()
+
+    def hash_until_stopped():
+        while not stop.is_set():
+            hashlib.sha256(data).digest()  # releases the GIL: the thread stays runnable
+
+    worker = threading.Thread(target=hash_until_stopped)
+    worker.start()
+    try:
+        assert max(cores.own_runnable_threads() for _ in range(20)) >= 2  # this thread and the worker
+    finally:
+        stop.set()
+        worker.join()
+    monkeypatch.setattr(cores, "runnable_tasks", lambda: 3)
+    monkeypatch.setattr(cores, "own_runnable_threads", lambda: 2)
+    assert cores.other_runnable_tasks() == 1
+    monkeypatch.setattr(cores, "runnable_tasks", lambda: None)
+    assert cores.other_runnable_tasks() is None
 
 
 @pytest.mark.skipif(cores.runnable_tasks() is None, reason="needs Linux's /proc/loadavg")
