@@ -29,7 +29,8 @@ from collections.abc import Callable, MutableMapping
 USER_SETTINGS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
 CHOSEN_BY_CNNLAB = "CNNLAB_CHOSE_OMP_WAIT_POLICY"  # marks a policy this module set, so a child process decides anew
 # A busy program is runnable in every sample; kernel threads and exiting processes come and go within a few ms
-# (on a quiet 2-core Xeon the median of 5 samples 1 ms apart saw one in 4 of 30 starts): 10 ms, the fewest seen.
+# (the median of 5 samples 1 ms apart took one for a busy program in 4 of 30 quiet starts on a 2-core Xeon), so
+# what counts is the fewest runnable over 10 ms.
 SAMPLES, SAMPLE_INTERVAL_S = 6, 0.002
 
 
