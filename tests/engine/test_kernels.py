@@ -201,6 +201,27 @@ def test_rmsprop_kernel_updates_as_the_foreach_path_does(weight_decay):
 
 
 @needs_kernels
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="denormals are flushed on x86 only")
+def test_rmsprop_kernel_reads_denormal_velocities_as_zero_and_leaves_the_weights_as_with_zeros():
+    generator = torch.Generator().manual_seed(5)
+    weight = torch.randn(4096, generator=generator) * 0.05
+    grad = torch.randn(4096, generator=generator) * 1e-3
+    grad[::2] = 0.0  # weights whose gradient is zero in this batch: their velocity only shrinks
+    denormal = torch.full((4096,), 1e-39)  # below float32's smallest normal, 1.18e-38
+    assert bool((denormal > 0).all()) and float(denormal[0]) < torch.finfo(torch.float32).tiny
+    results = {}
+    for name, velocity in (("denormal", denormal.clone()), ("zero", torch.zeros(4096))):
+        updated = weight.clone()
+        kernels.rmsprop_step([updated], [grad], [velocity], 0.001, 0.9, 1e-7, 0.0)
+        results[name] = (updated, velocity)
+    assert torch.equal(results["denormal"][0], results["zero"][0])  # bit for bit
+    assert torch.equal(results["denormal"][1][::2], torch.zeros(2048))  # 0.9 · 1e-39 is stored as zero
+    assert torch.equal(results["denormal"][1], results["zero"][1])
+    # torch's own operators outside the kernel still keep denormals (the flush is for the kernel's pass only)
+    assert float(denormal[0] * 0.9) > 0
+
+
+@needs_kernels
 def test_rmsprop_kernel_is_not_used_for_mismatched_layouts():
     weight = torch.zeros(4, 3, 2, 2).contiguous(memory_format=torch.channels_last)
     assert kernels.rmsprop_applies([weight], [weight.clone()], [weight.clone()])
