@@ -367,7 +367,7 @@ void rmsprop_step(std::vector<torch::Tensor> params, std::vector<torch::Tensor> 
     float *param = p.data_ptr<float>(), *velocity = v.data_ptr<float>();
     const float* gradient = g.data_ptr<float>();
     at::parallel_for(0, p.numel(), 1 << 14, [&](int64_t begin, int64_t end) {
-      const DenormalsAsZero flushed;  // each thread's own control register
+      const DenormalsAsZero flushed{};  // each thread's own control register
       rmsprop_range(param, gradient, velocity, begin, end, lr, rho, epsilon, weight_decay);
     });
   }
